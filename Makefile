@@ -1,0 +1,37 @@
+# make demo: set up .venv if needed and run the main job.   make test: set up .venv if needed and run every test.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The torch build to install; this default matches the wheels cached on the project's CI machines.
+ifeq ($(shell uname -m),x86_64)
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+else
+TORCH_SPEC ?= torch torchvision
+endif
+
+.PHONY: venv demo test lint exercises clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e ".[course,dev]"
+	touch $@
+
+demo: venv
+	$(PY) -m mae.demo --output-dir output/demo
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) scripts/make_exercises.py --check
+
+test: lint
+	OMP_NUM_THREADS=2 $(PY) -m pytest
+
+exercises: venv
+	$(PY) scripts/make_exercises.py
+
+clean:
+	rm -rf output .pytest_cache .ruff_cache

@@ -1,0 +1,272 @@
+"""Reading and writing checkpoints: safely, atomically, with readable errors.
+
+Official MAE files are dicts with the weights under "model": the pretrain checkpoints
+hold the encoder only, the "visualize" and training checkpoints the whole model, and
+training checkpoints also an `argparse.Namespace` of arguments. This project's own
+checkpoints add "model_config", the constructor arguments, so a model can be rebuilt.
+Loading never runs code from the file: `torch.load(..., weights_only=True)`.
+"""
+
+import argparse
+import math
+import os
+import pickle
+import re
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .impl import impl
+
+DECODER_PREFIXES = ("mask_token", "decoder_")
+HEAD_PREFIXES = ("head.", "fc_norm.")
+# Wrappers that prefix parameter names: DistributedDataParallel and torch.compile.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, or whose weights do not fit the model."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint whose pickle would import or call arbitrary Python objects."""
+
+
+def read_checkpoint(path, map_location="cpu"):
+    """Load a checkpoint file without executing code from it; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"GLOBAL ([\w.]+)", str(error), flags=re.IGNORECASE)
+        if found:
+            raise UnsafeCheckpointError(
+                f"refusing to load {path}: it asks to run Python code ({found.group(1)}) when "
+                f"unpickled, which a weights file never needs. Only tensors, containers and "
+                f"argparse.Namespace are allowed."
+            ) from None
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is corrupt") from error
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        reason = str(error).split(".")[0] or type(error).__name__
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: the file is truncated or not a PyTorch "
+            f"checkpoint ({reason})"
+        ) from error
+
+
+def state_dict_from(checkpoint, path="checkpoint"):
+    """The model weights inside a loaded checkpoint, with DDP/compile prefixes removed."""
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
+        state = checkpoint["model"]
+    elif isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
+        state = checkpoint["state_dict"]
+    elif isinstance(checkpoint, dict) and checkpoint and all(
+        isinstance(v, torch.Tensor) for v in checkpoint.values()
+    ):
+        state = checkpoint
+    else:
+        found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise CheckpointError(
+            f"no model weights in {path}: expected a dict with a 'model' entry, or a state "
+            f"dict, found {found}"
+        )
+    clean = {}
+    for key, value in state.items():
+        for prefix in WRAPPER_PREFIXES:
+            key = key.removeprefix(prefix)
+        clean[key] = value
+    return clean
+
+
+def architecture(state):
+    """A one-line summary of the model a state dict belongs to, read from its shapes."""
+    parts = []
+    if "patch_embed.proj.weight" in state:
+        width, chans, p, _ = state["patch_embed.proj.weight"].shape
+        parts.append(f"embed_dim={width}, patch_size={p}, in_chans={chans}")
+    depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+    parts.append(f"depth={depth}")
+    if "pos_embed" in state:
+        parts.append(f"{state['pos_embed'].shape[1] - 1} patches")
+    if "decoder_embed.weight" in state:
+        decoder_depth = len({k.split(".")[1] for k in state if k.startswith("decoder_blocks.")})
+        parts.append(
+            f"decoder_embed_dim={state['decoder_embed.weight'].shape[0]}, decoder_depth={decoder_depth}"
+        )
+    else:
+        parts.append("no decoder")
+    return ", ".join(parts)
+
+
+def _summarise_keys(keys, limit=6):
+    """['blocks.0.norm1.weight', 'blocks.1.norm1.weight'] -> 'blocks.*.norm1.weight'."""
+    patterns = sorted({re.sub(r"\.\d+\.", ".*.", k) for k in keys})
+    shown = ", ".join(patterns[:limit])
+    return shown + (f", ... ({len(patterns) - limit} more)" if len(patterns) > limit else "")
+
+
+def _grid(num_tokens):
+    side = math.isqrt(num_tokens)
+    return f"{side}x{side}" if side * side == num_tokens else f"{num_tokens} tokens"
+
+
+def describe_mismatch(model_state, ckpt_state, encoder_only=False):
+    """Readable lines for every difference between two state dicts; empty when they fit."""
+    expected = {k for k in model_state if not (encoder_only and k.startswith(DECODER_PREFIXES))}
+    missing = sorted(expected - set(ckpt_state))
+    unexpected = sorted(set(ckpt_state) - set(model_state))
+    wrong_shape = sorted(
+        k for k in expected & set(ckpt_state) if model_state[k].shape != ckpt_state[k].shape
+    )
+    lines = []
+    decoder_missing = [k for k in missing if k.startswith(DECODER_PREFIXES)]
+    other_missing = [k for k in missing if not k.startswith(DECODER_PREFIXES)]
+    if decoder_missing:
+        hint = (
+            "this is an encoder-only pretrain checkpoint; pass encoder_only=True to load the "
+            "encoder and keep the decoder as initialised"
+            if not other_missing and any(k.startswith("blocks.") for k in ckpt_state)
+            else "the checkpoint has no decoder weights"
+        )
+        lines.append(f"decoder missing ({len(decoder_missing)} keys: {_summarise_keys(decoder_missing)}): {hint}")
+    if other_missing:
+        lines.append(f"encoder missing ({len(other_missing)} keys): {_summarise_keys(other_missing)}")
+    head = [k for k in unexpected if k.startswith(HEAD_PREFIXES)]
+    decoder_extra = [k for k in unexpected if k.startswith(DECODER_PREFIXES)]
+    other_extra = [k for k in unexpected if k not in head and k not in decoder_extra]
+    if head:
+        lines.append(
+            f"unexpected classifier head ({_summarise_keys(head)}): this looks like a fine-tuned "
+            f"classification checkpoint, not an MAE pretrain checkpoint"
+        )
+    if decoder_extra:
+        lines.append(
+            f"unexpected decoder ({len(decoder_extra)} keys): this model has no decoder; pass "
+            f"strict=False to load the encoder alone"
+        )
+    if other_extra:
+        lines.append(f"unexpected ({len(other_extra)} keys): {_summarise_keys(other_extra)}")
+    for key in wrong_shape:
+        got, want = tuple(ckpt_state[key].shape), tuple(model_state[key].shape)
+        line = f"shape mismatch for {key}: checkpoint {got}, model {want}"
+        if key.endswith("pos_embed") and got[-1] == want[-1]:
+            line += (
+                f" (a {_grid(got[1] - 1)} grid vs {_grid(want[1] - 1)}; pass "
+                f"resize_pos_embed=True to interpolate it)"
+            )
+        lines.append(line)
+    structural = [k for k in wrong_shape if not k.endswith("pos_embed")]
+    if structural or (other_missing and other_extra):
+        lines.append(
+            f"the checkpoint is another architecture: checkpoint [{architecture(ckpt_state)}], "
+            f"model [{architecture(model_state)}]"
+        )
+    return lines
+
+
+def resize_pos_embed(pos_embed, new_grid, num_prefix_tokens=1, old_grid=None):
+    """Bicubically resample a (1, prefix + h*w, D) position table to a new (h', w') grid.
+
+    The prefix rows (the CLS token's) are kept as they are; the old grid is assumed
+    square unless `old_grid` is given.
+    """
+    prefix, tokens = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    num_tokens, dim = tokens.shape[1], tokens.shape[2]
+    if old_grid is None:
+        side = math.isqrt(num_tokens)
+        if side * side != num_tokens:
+            raise ValueError(f"{num_tokens} position tokens do not form a square grid; pass old_grid=(h, w)")
+        old_grid = (side, side)
+    new_grid = tuple(new_grid)
+    if tuple(old_grid) == new_grid:
+        return pos_embed
+    grid = tokens.reshape(1, *old_grid, dim).permute(0, 3, 1, 2).float()  # (1, D, h, w)
+    grid = F.interpolate(grid, size=new_grid, mode="bicubic", align_corners=False)
+    tokens = grid.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], dim)
+    return torch.cat([prefix, tokens.to(pos_embed.dtype)], dim=1)
+
+
+def load_checkpoint(model, path, *, encoder_only=False, strict=True, resize_pos_embed=False, map_location="cpu"):
+    """Load official or own MAE weights into `model`; returns the whole checkpoint dict.
+
+    encoder_only=True accepts a checkpoint without decoder (the official pretrain
+    files); strict=False loads whatever fits and warns about the rest;
+    resize_pos_embed=True interpolates position tables made for another grid.
+    """
+    checkpoint = read_checkpoint(path, map_location)
+    state = state_dict_from(checkpoint, path)
+    model_state = model.state_dict()
+    if resize_pos_embed:
+        state = _resize_pos_embeds(model, model_state, state)
+    problems = describe_mismatch(model_state, state, encoder_only)
+    if problems and strict:
+        details = "\n  - ".join(problems)
+        raise CheckpointError(f"checkpoint {path} does not fit {type(model).__name__}:\n  - {details}")
+    if problems:
+        warnings.warn(f"loaded {path} partially:\n  - " + "\n  - ".join(problems), stacklevel=2)
+    fitting = {k: v for k, v in state.items() if k in model_state and v.shape == model_state[k].shape}
+    model.load_state_dict(fitting, strict=False)
+    return checkpoint
+
+
+def _resize_pos_embeds(model, model_state, state):
+    state = dict(state)
+    for key in ("pos_embed", "decoder_pos_embed"):
+        if key in state and key in model_state and state[key].shape != model_state[key].shape:
+            state[key] = resize_pos_embed(state[key], model.patch_embed.grid_size)
+    return state
+
+
+def atomic_save(obj, path):
+    """torch.save to a temporary file beside `path`, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
+        fd = os.open(path.parent, os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def save_checkpoint(path, model, **extra):
+    """Write {"model": weights, "model_config": constructor arguments, **extra} atomically."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    payload = {"model": model.state_dict(), **extra}
+    if getattr(model, "config", None) is not None:
+        payload["model_config"] = dict(model.config)
+    atomic_save(payload, path)
+
+
+def model_from_checkpoint(path, map_location="cpu"):
+    """Rebuild and load an MAE from one of this project's checkpoints (which record their architecture)."""
+    checkpoint = read_checkpoint(path, map_location)
+    config = checkpoint.get("model_config") if isinstance(checkpoint, dict) else None
+    if config is None:
+        raise CheckpointError(
+            f"{path} does not record its architecture (official checkpoints don't); build the "
+            f"model with its factory, e.g. mae_vit_large_patch16(), then call load_checkpoint"
+        )
+    model = impl.MAE(**config)
+    state = state_dict_from(checkpoint, path)
+    problems = describe_mismatch(model.state_dict(), state)
+    if problems:
+        raise CheckpointError(f"checkpoint {path} is inconsistent:\n  - " + "\n  - ".join(problems))
+    model.load_state_dict(state)
+    return model

@@ -1,0 +1,46 @@
+"""Images that installed packages ship, so that nothing is ever downloaded, and ImageNet normalisation."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Colour photographs bundled with scikit-image.
+SAMPLE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
+
+
+def sample_photo(name="astronaut"):
+    """A bundled photograph as a (H, W, 3) uint8 array."""
+    import skimage.data
+
+    if name not in SAMPLE_IMAGES:
+        raise ValueError(f"unknown sample image {name!r}; choose one of: {', '.join(SAMPLE_IMAGES)}")
+    return getattr(skimage.data, name)()
+
+
+def to_tensor(image, size=224):
+    """(H, W, 3) uint8 -> (1, 3, size, size) float, centre-cropped to a square, resized, ImageNet-normalised."""
+    image = np.asarray(image)
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    image = image[top : top + side, left : left + side]
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255)  # (3, H, W)
+    x = F.interpolate(x.unsqueeze(0), size=(size, size), mode="bicubic", align_corners=False)
+    return normalize(x.clamp(0, 1))
+
+
+def normalize(x):
+    """(B, 3, H, W) in [0, 1] -> ImageNet-normalised."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def denormalize(x):
+    """Inverse of normalize, clipped to [0, 1] for display."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x * std + mean).clamp(0, 1)

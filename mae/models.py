@@ -1,0 +1,48 @@
+"""Model factories: the official ViT-B/L/H configurations and small ones that train on a CPU."""
+
+from .impl import impl
+
+# Architecture of each factory; any keyword passed to a factory overrides these.
+CONFIGS = {
+    # The paper's models (decoder 512 wide, 8 blocks, 16 heads).
+    "mae_vit_base_patch16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
+    "mae_vit_large_patch16": dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16),
+    "mae_vit_huge_patch14": dict(patch_size=14, embed_dim=1280, depth=32, num_heads=16),
+    # Small models for CPUs and the course.
+    "mae_vit_small_patch16": dict(patch_size=16, embed_dim=384, depth=12, num_heads=6,
+                                  decoder_embed_dim=256, decoder_depth=4, decoder_num_heads=8),
+    "mae_vit_tiny_patch8": dict(img_size=64, patch_size=8, embed_dim=192, depth=6, num_heads=3,
+                                decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4),
+}  # fmt: skip
+
+_DEFAULTS = dict(
+    img_size=224, in_chans=3, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16,
+    mlp_ratio=4.0, layer_norm_eps=1e-6,
+)  # fmt: skip
+
+
+def create_model(name, **overrides):
+    """Build the MAE called `name` (see CONFIGS), e.g. create_model("mae_vit_base_patch16", norm_pix_loss=True)."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(CONFIGS)}")
+    return impl.MAE(**{**_DEFAULTS, **CONFIGS[name], **overrides})
+
+
+def mae_vit_base_patch16(**overrides):
+    return create_model("mae_vit_base_patch16", **overrides)
+
+
+def mae_vit_large_patch16(**overrides):
+    return create_model("mae_vit_large_patch16", **overrides)
+
+
+def mae_vit_huge_patch14(**overrides):
+    return create_model("mae_vit_huge_patch14", **overrides)
+
+
+def mae_vit_small_patch16(**overrides):
+    return create_model("mae_vit_small_patch16", **overrides)
+
+
+def mae_vit_tiny_patch8(**overrides):
+    return create_model("mae_vit_tiny_patch8", **overrides)
