@@ -25,6 +25,7 @@ demo: venv
 
 lint: venv
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) scripts/make_exercises.py --check
 
 test: lint

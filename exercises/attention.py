@@ -8,7 +8,6 @@ calls torch's fused `scaled_dot_product_attention` (same function, less memory);
 returns for plotting attention maps.
 """
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 

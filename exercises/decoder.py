@@ -33,7 +33,9 @@ class EncoderDecoder(Encoder):
         mlp_ratio=4.0,
         layer_norm_eps=1e-6,
     ):
-        super().__init__(img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, layer_norm_eps)
+        super().__init__(
+            img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, layer_norm_eps
+        )
         num_patches = self.patch_embed.num_patches
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
         self.decoder_pos_embed = nn.Parameter(

@@ -57,9 +57,7 @@ class MAE(EncoderDecoder):
         h, w = self.patch_embed.grid_size
         C = self.patch_embed.in_chans
         if x.ndim != 3 or tuple(x.shape[1:]) != (h * w, p * p * C):
-            raise ValueError(
-                f"expected patches of shape (B, {h * w}, {p * p * C}), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected patches of shape (B, {h * w}, {p * p * C}), got {tuple(x.shape)}")
         B = x.shape[0]
         # EXERCISE: the inverse of patchify: reshape to (B, h, w, p, p, C), reorder "nhwpqc -> nchpwq", reshape to (B, C, h*p, w*p)
         raise NotImplementedError('the inverse of patchify: reshape to (B, h, w, p, p, C), reorder "nhwpqc -> nchpwq", reshape to (B, C, h*p, w*p)')

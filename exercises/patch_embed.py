@@ -60,9 +60,7 @@ class PatchEmbed(nn.Module):
             raise ValueError(f"patch_size must be a positive int, got {patch_size!r}")
         height, width = self.img_size
         if height % patch_size or width % patch_size:
-            raise ValueError(
-                f"image size {height}x{width} is not divisible by the patch size {patch_size}"
-            )
+            raise ValueError(f"image size {height}x{width} is not divisible by the patch size {patch_size}")
         self.patch_size = patch_size
         self.in_chans = in_chans
         self.embed_dim = embed_dim

@@ -13,7 +13,6 @@ import os
 import pickle
 import re
 import warnings
-from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -51,12 +50,15 @@ def read_checkpoint(path, map_location="cpu"):
                 f"unpickled, which a weights file never needs. Only tensors, containers and "
                 f"argparse.Namespace are allowed."
             ) from None
-        raise CheckpointError(f"cannot read checkpoint {path}: the file is corrupt") from error
+        detail = re.search(r"WeightsUnpickler error: \s*(.+)", str(error))
+        reason = detail.group(1).strip() if detail else "unreadable pickle data"
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: the file is corrupt or not a PyTorch weights file ({reason})"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         reason = str(error).split(".")[0] or type(error).__name__
         raise CheckpointError(
-            f"cannot read checkpoint {path}: the file is truncated or not a PyTorch "
-            f"checkpoint ({reason})"
+            f"cannot read checkpoint {path}: the file is truncated or not a PyTorch checkpoint ({reason})"
         ) from error
 
 
@@ -66,8 +68,10 @@ def state_dict_from(checkpoint, path="checkpoint"):
         state = checkpoint["model"]
     elif isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
         state = checkpoint["state_dict"]
-    elif isinstance(checkpoint, dict) and checkpoint and all(
-        isinstance(v, torch.Tensor) for v in checkpoint.values()
+    elif (
+        isinstance(checkpoint, dict)
+        and checkpoint
+        and all(isinstance(v, torch.Tensor) for v in checkpoint.values())
     ):
         state = checkpoint
     else:
@@ -121,9 +125,7 @@ def describe_mismatch(model_state, ckpt_state, encoder_only=False):
     expected = {k for k in model_state if not (encoder_only and k.startswith(DECODER_PREFIXES))}
     missing = sorted(expected - set(ckpt_state))
     unexpected = sorted(set(ckpt_state) - set(model_state))
-    wrong_shape = sorted(
-        k for k in expected & set(ckpt_state) if model_state[k].shape != ckpt_state[k].shape
-    )
+    wrong_shape = sorted(k for k in expected & set(ckpt_state) if model_state[k].shape != ckpt_state[k].shape)
     lines = []
     decoder_missing = [k for k in missing if k.startswith(DECODER_PREFIXES)]
     other_missing = [k for k in missing if not k.startswith(DECODER_PREFIXES)]
@@ -134,7 +136,9 @@ def describe_mismatch(model_state, ckpt_state, encoder_only=False):
             if not other_missing and any(k.startswith("blocks.") for k in ckpt_state)
             else "the checkpoint has no decoder weights"
         )
-        lines.append(f"decoder missing ({len(decoder_missing)} keys: {_summarise_keys(decoder_missing)}): {hint}")
+        lines.append(
+            f"decoder missing ({len(decoder_missing)} keys: {_summarise_keys(decoder_missing)}): {hint}"
+        )
     if other_missing:
         lines.append(f"encoder missing ({len(other_missing)} keys): {_summarise_keys(other_missing)}")
     head = [k for k in unexpected if k.startswith(HEAD_PREFIXES)]
@@ -192,7 +196,9 @@ def resize_pos_embed(pos_embed, new_grid, num_prefix_tokens=1, old_grid=None):
     return torch.cat([prefix, tokens.to(pos_embed.dtype)], dim=1)
 
 
-def load_checkpoint(model, path, *, encoder_only=False, strict=True, resize_pos_embed=False, map_location="cpu"):
+def load_checkpoint(
+    model, path, *, encoder_only=False, strict=True, resize_pos_embed=False, map_location="cpu"
+):
     """Load official or own MAE weights into `model`; returns the whole checkpoint dict.
 
     encoder_only=True accepts a checkpoint without decoder (the official pretrain

@@ -1,6 +1,6 @@
 """The main job, for now: build an MAE, mask a bundled photograph at several ratios, save the figure.
 
-    python -m mae.demo --output-dir output/demo
+python -m mae.demo --output-dir output/demo
 """
 
 import argparse
@@ -34,7 +34,12 @@ def main(argv=None):
         for ratio in args.ratios:
             loss, _, mask = model(imgs, mask_ratio=ratio)
             kept = int((mask == 0).sum())
-            panels.append((f"mask ratio {ratio:.2f}\n{kept} of {mask.shape[1]} patches kept", masked_images(model, imgs, mask)))
+            panels.append(
+                (
+                    f"mask ratio {ratio:.2f}\n{kept} of {mask.shape[1]} patches kept",
+                    masked_images(model, imgs, mask),
+                )
+            )
 
     fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.4))
     for ax, (title, image) in zip(axes, panels):
@@ -46,8 +51,10 @@ def main(argv=None):
     args.output_dir.mkdir(parents=True, exist_ok=True)
     path = args.output_dir / "masking.png"
     fig.savefig(path, dpi=100)
-    print(f"{args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; "
-          f"untrained loss at ratio {args.ratios[-1]}: {loss.item():.3f}")
+    print(
+        f"{args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; "
+        f"untrained loss at ratio {args.ratios[-1]}: {loss.item():.3f}"
+    )
     print(f"saved {path}")
 
 

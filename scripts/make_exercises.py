@@ -67,7 +67,9 @@ def main(argv=None):
     extra = sorted(p.name for p in EXERCISES.glob("*.py") if p.name not in stubs)
     if args.check:
         if stale or extra:
-            print(f"exercises/ is out of date: {', '.join(stale + extra)}; run python scripts/make_exercises.py")
+            print(
+                f"exercises/ is out of date: {', '.join(stale + extra)}; run python scripts/make_exercises.py"
+            )
             return 1
         print(f"exercises/ matches solutions/ ({len(stubs)} files)")
         return 0

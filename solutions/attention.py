@@ -6,7 +6,6 @@ calls torch's fused `scaled_dot_product_attention` (same function, less memory);
 returns for plotting attention maps.
 """
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -44,9 +43,7 @@ class Attention(nn.Module):
         # EXERCISE: qkv = self.qkv(x) -> (B, N, 3, heads, head_dim) -> q, k, v each (B, heads, N, head_dim); weights = softmax(q k^T * self.scale) over keys, then self.attn_drop; out = weights @ v -> (B, N, C); finish with self.proj and self.proj_drop
         q, k, v = self._split_heads(x)  # (B, H, N, hd) each
         if self.fused_attn:
-            x = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0
-            )
+            x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)
         else:
             attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, H, N, N)
             x = self.attn_drop(attn) @ v  # (B, H, N, hd)

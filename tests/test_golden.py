@@ -30,7 +30,9 @@ def test_every_intermediate_matches(golden, index, fused_attn):
     model = golden_model(case, fused_attn)
     with torch.no_grad():
         assert_close("patchify", model.patchify(case["imgs"]), case["patchified"])
-        latent, mask, ids_restore = model.forward_encoder(case["imgs"], case["mask_ratio"], noise=case["noise"])
+        latent, mask, ids_restore = model.forward_encoder(
+            case["imgs"], case["mask_ratio"], noise=case["noise"]
+        )
         assert_close("latent", latent, case["latent"])
         assert torch.equal(mask, case["mask"]), "mask differs"
         assert mask.dtype == torch.float32
