@@ -122,13 +122,24 @@ def _grid(num_tokens):
 
 def describe_mismatch(model_state, ckpt_state, encoder_only=False):
     """Readable lines for every difference between two state dicts; empty when they fit."""
-    expected = {k for k in model_state if not (encoder_only and k.startswith(DECODER_PREFIXES))}
-    missing = sorted(expected - set(ckpt_state))
-    unexpected = sorted(set(ckpt_state) - set(model_state))
-    wrong_shape = sorted(k for k in expected & set(ckpt_state) if model_state[k].shape != ckpt_state[k].shape)
-    lines = []
+    expected = [k for k in model_state if not (encoder_only and k.startswith(DECODER_PREFIXES))]
+    missing = [k for k in expected if k not in ckpt_state]
+    unexpected = [k for k in ckpt_state if k not in model_state]
+    wrong_shape = [  # in the model's order: embeddings first, then block by block
+        k for k in expected if k in ckpt_state and model_state[k].shape != ckpt_state[k].shape
+    ]
     decoder_missing = [k for k in missing if k.startswith(DECODER_PREFIXES)]
     other_missing = [k for k in missing if not k.startswith(DECODER_PREFIXES)]
+    head = [k for k in unexpected if k.startswith(HEAD_PREFIXES)]
+    decoder_extra = [k for k in unexpected if k.startswith(DECODER_PREFIXES)]
+    other_extra = [k for k in unexpected if k not in head and k not in decoder_extra]
+
+    lines = []
+    if any(not k.endswith("pos_embed") for k in wrong_shape) or (other_missing and other_extra):
+        lines.append(
+            f"the checkpoint is another architecture: checkpoint [{architecture(ckpt_state)}], "
+            f"model [{architecture(model_state)}]"
+        )
     if decoder_missing:
         hint = (
             "this is an encoder-only pretrain checkpoint; pass encoder_only=True to load the "
@@ -141,9 +152,6 @@ def describe_mismatch(model_state, ckpt_state, encoder_only=False):
         )
     if other_missing:
         lines.append(f"encoder missing ({len(other_missing)} keys): {_summarise_keys(other_missing)}")
-    head = [k for k in unexpected if k.startswith(HEAD_PREFIXES)]
-    decoder_extra = [k for k in unexpected if k.startswith(DECODER_PREFIXES)]
-    other_extra = [k for k in unexpected if k not in head and k not in decoder_extra]
     if head:
         lines.append(
             f"unexpected classifier head ({_summarise_keys(head)}): this looks like a fine-tuned "
@@ -156,7 +164,8 @@ def describe_mismatch(model_state, ckpt_state, encoder_only=False):
         )
     if other_extra:
         lines.append(f"unexpected ({len(other_extra)} keys): {_summarise_keys(other_extra)}")
-    for key in wrong_shape:
+    shown = 8  # enough to see the pattern; ViT-B weights in a ViT-L have hundreds
+    for key in wrong_shape[:shown]:
         got, want = tuple(ckpt_state[key].shape), tuple(model_state[key].shape)
         line = f"shape mismatch for {key}: checkpoint {got}, model {want}"
         if key.endswith("pos_embed") and got[-1] == want[-1]:
@@ -165,12 +174,8 @@ def describe_mismatch(model_state, ckpt_state, encoder_only=False):
                 f"resize_pos_embed=True to interpolate it)"
             )
         lines.append(line)
-    structural = [k for k in wrong_shape if not k.endswith("pos_embed")]
-    if structural or (other_missing and other_extra):
-        lines.append(
-            f"the checkpoint is another architecture: checkpoint [{architecture(ckpt_state)}], "
-            f"model [{architecture(model_state)}]"
-        )
+    if len(wrong_shape) > shown:
+        lines.append(f"... and {len(wrong_shape) - shown} more shape mismatches")
     return lines
 
 
