@@ -9,7 +9,7 @@ else
 TORCH_SPEC ?= torch torchvision
 endif
 
-.PHONY: venv demo test lint exercises clean
+.PHONY: venv demo test lint exercises notebooks notebooks-test clean
 
 venv: $(VENV)/.installed
 
@@ -30,6 +30,20 @@ lint: venv
 
 test: lint
 	OMP_NUM_THREADS=2 $(PY) -m pytest
+	$(MAKE) notebooks-test
+
+# Every notebook, twice: nbval compares the committed outputs, then papermill runs them with other parameters.
+notebooks-test: venv
+	MAE_IMPL=solutions OMP_NUM_THREADS=2 $(PY) -m pytest --nbval notebooks/ -p no:cacheprovider
+	mkdir -p output/papermill
+	for nb in notebooks/[0-9][0-9]_*.ipynb; do \
+		OMP_NUM_THREADS=2 $(PY) -m papermill --cwd notebooks -k python3 --log-level WARNING \
+			-p impl solutions -p seed 1 $$nb output/papermill/$$(basename $$nb) || exit 1; \
+	done
+
+# Re-execute the notebooks in place (after changing them or the package), with the reference solutions.
+notebooks: venv
+	$(PY) scripts/run_notebooks.py
 
 exercises: venv
 	$(PY) scripts/make_exercises.py

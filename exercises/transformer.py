@@ -7,10 +7,24 @@ Normalising *before* each sub-layer (pre-norm) keeps the residual stream an iden
 path, which is what lets deep ViTs train without warm-up tricks.
 """
 
-from timm.layers import DropPath
 from torch import nn
 
 from .attention import Attention
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: while training, skip the residual branch for a random subset of samples."""
+
+    def __init__(self, drop_prob=0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x):
+        if not self.training or self.drop_prob == 0:
+            return x
+        keep = 1 - self.drop_prob
+        mask = x.new_empty(x.shape[0], *([1] * (x.ndim - 1))).bernoulli_(keep)  # one draw per sample
+        return x * mask / keep  # rescaled so the expected output is unchanged
 
 
 class Mlp(nn.Module):

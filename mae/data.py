@@ -44,3 +44,23 @@ def denormalize(x):
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
     return (x * std + mean).clamp(0, 1)
+
+
+def photo_crops(count, size=64, names=SAMPLE_IMAGES, scale=(0.2, 1.0), seed=0):
+    """`count` random square crops of the bundled photographs, resized to `size`: (count, 3, size, size), normalised.
+
+    Crops cover `scale` of the shorter side squared, as RandomResizedCrop does (without aspect changes).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    photos = [torch.from_numpy(sample_photo(name)).permute(2, 0, 1).float().div(255) for name in names]
+    crops = []
+    for _ in range(count):
+        photo = photos[int(torch.randint(len(photos), (1,), generator=generator))]
+        _, h, w = photo.shape
+        area = scale[0] + (scale[1] - scale[0]) * torch.rand(1, generator=generator).item()
+        side = max(8, int(min(h, w) * area**0.5))
+        top = int(torch.randint(h - side + 1, (1,), generator=generator))
+        left = int(torch.randint(w - side + 1, (1,), generator=generator))
+        crop = photo[:, top : top + side, left : left + side].unsqueeze(0)
+        crops.append(F.interpolate(crop, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1))
+    return normalize(torch.cat(crops))

@@ -9,12 +9,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from .data import denormalize, sample_photo, to_tensor  # noqa: E402
+from .data import sample_photo, to_tensor  # noqa: E402
 from .models import create_model  # noqa: E402
-from .visualize import masked_images, to_numpy_image  # noqa: E402
+from .visualize import show_masking  # noqa: E402
 
 
 def main(argv=None):
@@ -29,31 +28,17 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     model = create_model(args.model).eval()
     imgs = to_tensor(sample_photo(args.image), size=model.patch_embed.img_size[0])
-    panels = [("original", denormalize(imgs))]
-    with torch.no_grad():
-        for ratio in args.ratios:
-            loss, _, mask = model(imgs, mask_ratio=ratio)
-            kept = int((mask == 0).sum())
-            panels.append(
-                (
-                    f"mask ratio {ratio:.2f}\n{kept} of {mask.shape[1]} patches kept",
-                    masked_images(model, imgs, mask),
-                )
-            )
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.4))
-    for ax, (title, image) in zip(axes, panels):
-        ax.imshow(to_numpy_image(image))
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
+    fig = show_masking(model, imgs, args.ratios, seed=args.seed)
     fig.suptitle(f"{args.model}: the encoder sees only the unmasked patches", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.92))
     args.output_dir.mkdir(parents=True, exist_ok=True)
     path = args.output_dir / "masking.png"
     fig.savefig(path, dpi=100)
+    with torch.no_grad():
+        loss, _, _ = model(imgs, mask_ratio=args.ratios[-1])
+    parameters = sum(p.numel() for p in model.parameters()) / 1e6
     print(
-        f"{args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; "
-        f"untrained loss at ratio {args.ratios[-1]}: {loss.item():.3f}"
+        f"{args.model}: {parameters:.1f}M parameters; untrained loss at ratio {args.ratios[-1]}: {loss.item():.3f}"
     )
     print(f"saved {path}")
 

@@ -1,8 +1,30 @@
-"""Pictures of what the model sees: masked images and reconstructions."""
+"""Pictures of what the model sees and does: patches, positions, masks, attention, reconstructions.
 
+Every function takes ImageNet-normalised (B, C, H, W) images (or tables) and returns the
+matplotlib figure, so the notebooks stay one line per picture.
+"""
+
+import matplotlib.pyplot as plt
 import torch
+import torch.nn.functional as F
 
 from .data import denormalize
+
+
+def to_numpy_image(x):
+    """(C, H, W) or (1, C, H, W) in [0, 1] -> (H, W, C) numpy array for matplotlib."""
+    if x.ndim == 4:
+        x = x[0]
+    x = x.detach().float().cpu()
+    return x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()
+
+
+def _show(ax, image, title=None):
+    image = to_numpy_image(image)
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
 
 
 @torch.no_grad()
@@ -13,8 +35,181 @@ def masked_images(model, imgs, mask, fill=0.5):
     return model.unpatchify(shown)
 
 
-def to_numpy_image(x):
-    """(C, H, W) or (1, C, H, W) in [0, 1] -> (H, W, C) numpy array for matplotlib."""
-    if x.ndim == 4:
-        x = x[0]
-    return x.detach().permute(1, 2, 0).cpu().numpy()
+def show_patches(imgs, patch_size, highlight=None, numbers=True):
+    """The image cut into a grid of patches, numbered in sequence order (row by row)."""
+    image = denormalize(imgs[:1])
+    _, _, H, W = image.shape
+    h, w = H // patch_size, W // patch_size
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4.8), gridspec_kw={"width_ratios": [1, 1.1]})
+    _show(left, image, f"{H}x{W} image, {h}x{w} patches of {patch_size}x{patch_size}")
+    for i in range(1, h):
+        left.axhline(i * patch_size - 0.5, color="white", lw=0.6)
+    for j in range(1, w):
+        left.axvline(j * patch_size - 0.5, color="white", lw=0.6)
+    if numbers:
+        for index in range(h * w):
+            r, c = divmod(index, w)
+            left.text((c + 0.5) * patch_size, (r + 0.5) * patch_size, str(index), color="yellow",
+                      fontsize=6, ha="center", va="center")  # fmt: skip
+    if highlight is not None:
+        r, c = divmod(highlight, w)
+        left.add_patch(plt.Rectangle((c * patch_size - 0.5, r * patch_size - 0.5), patch_size, patch_size,
+                                     fill=False, edgecolor="red", lw=2))  # fmt: skip
+    # The same patches as a sequence: the first two rows of the grid, side by side.
+    patches = image.unfold(2, patch_size, patch_size).unfold(3, patch_size, patch_size)  # (1, C, h, w, p, p)
+    patches = patches[0].permute(1, 2, 0, 3, 4).reshape(h * w, -1, patch_size, patch_size)  # (L, C, p, p)
+    shown = min(2 * w, h * w)
+    strip = F.pad(patches[:shown], (1, 1, 1, 1), value=1.0)  # white gaps
+    strip = torch.cat(list(strip), dim=2)  # (C, p+2, shown*(p+2))
+    _show(right, strip, f"... read as a sequence: tokens 0 to {shown - 1} of {h * w}")
+    fig.tight_layout()
+    return fig
+
+
+def show_pos_embed_similarity(table, grid_size, positions):
+    """Cosine similarity between the embedding of each chosen (row, col) and every other position."""
+    h, w = grid_size
+    table = F.normalize(table.float(), dim=-1)  # (L, D)
+    fig, axes = plt.subplots(1, len(positions), figsize=(2.6 * len(positions), 2.8), squeeze=False)
+    for ax, (r, c) in zip(axes[0], positions):
+        similarity = (table @ table[r * w + c]).reshape(h, w)
+        image = ax.imshow(similarity.numpy(), cmap="viridis", vmin=-1, vmax=1)
+        ax.plot(c, r, marker="x", color="red")
+        ax.set_title(f"similarity to ({r}, {c})", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    return fig
+
+
+def show_masking(model, imgs, ratios, seed=0):
+    """One image under several mask ratios (the same noise for all, so kept sets are nested)."""
+    noise = torch.rand(
+        imgs.shape[0], model.patch_embed.num_patches, generator=torch.Generator().manual_seed(seed)
+    )
+    fig, axes = plt.subplots(1, len(ratios) + 1, figsize=(2.6 * (len(ratios) + 1), 3))
+    _show(axes[0], denormalize(imgs[:1]), "original")
+    with torch.no_grad():
+        for ax, ratio in zip(axes[1:], ratios):
+            _, mask, _ = model.forward_encoder(imgs[:1], mask_ratio=ratio, noise=noise[:1])
+            kept = int((mask == 0).sum())
+            _show(
+                ax, masked_images(model, imgs[:1], mask), f"ratio {ratio:.2f}: {kept} of {mask.shape[1]} kept"
+            )
+    fig.tight_layout()
+    return fig
+
+
+def show_attention(weights, grid_size, image=None, query=0, heads=None):
+    """Attention of one query token over the patches, one panel per head.
+
+    weights: (H, N, N) probabilities with the CLS token first; query 0 is the CLS token.
+    """
+    h, w = grid_size
+    heads = range(weights.shape[0]) if heads is None else heads
+    panels = len(heads) + (image is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(2.4 * panels, 2.7), squeeze=False)
+    axes = list(axes[0])
+    if image is not None:
+        _show(axes.pop(0), denormalize(image[:1]), "image")
+    for ax, head in zip(axes, heads):
+        attention = weights[head, query, -h * w :].reshape(h, w)  # attention to the patch tokens
+        ax.imshow(attention.detach().numpy(), cmap="magma")
+        ax.set_title(f"head {head}", fontsize=9)
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def reconstruct(model, imgs, mask_ratio=0.75, noise=None):
+    """Original, masked, reconstruction and reconstruction with the visible patches pasted back, all in [0, 1].
+
+    With norm_pix_loss the predictions are normalised patches: they are mapped back with the
+    *true* mean and variance of each target patch (as the official demo does).
+    """
+    loss, pred, mask = model(imgs, mask_ratio=mask_ratio, noise=noise)
+    if model.norm_pix_loss:
+        target = model.patchify(imgs)
+        mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+        pred = pred * (var + 1e-6) ** 0.5 + mean
+    reconstruction = model.unpatchify(pred)
+    pasted = model.unpatchify(torch.where(mask.bool().unsqueeze(-1), pred, model.patchify(imgs)))
+    panels = {
+        "original": denormalize(imgs),
+        f"masked {mask_ratio:.0%}": masked_images(model, imgs, mask),
+        "reconstruction": denormalize(reconstruction),
+        "reconstruction + visible": denormalize(pasted),
+    }
+    return loss.item(), panels
+
+
+def show_reconstruction(model, imgs, mask_ratio=0.75, noise=None, rows=1):
+    """The official demo's figure, one row per image."""
+    loss, panels = reconstruct(model, imgs[:rows], mask_ratio, None if noise is None else noise[:rows])
+    fig, axes = plt.subplots(rows, 4, figsize=(10, 2.7 * rows), squeeze=False)
+    for row in range(rows):
+        for ax, (title, images) in zip(axes[row], panels.items()):
+            _show(ax, images[row], title if row == 0 else None)
+    note = (
+        " (normalised-pixel targets: de-normalised with the true patch statistics)"
+        if model.norm_pix_loss
+        else ""
+    )
+    fig.suptitle(f"loss on masked patches {loss:.3f}{note}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _tiles(patches, columns, patch_size, channels):
+    """(N, p*p*C) patches in (p, q, c) order -> one [0, 1] image of tiles with white gaps, `columns` per row."""
+    count = patches.shape[0]
+    rows = -(-count // columns)
+    tiles = patches.reshape(count, patch_size, patch_size, channels).permute(0, 3, 1, 2)  # (N, C, p, p)
+    tiles = torch.cat([tiles, torch.ones(rows * columns - count, *tiles.shape[1:])])
+    tiles = F.pad(tiles, (1, 1, 1, 1), value=1.0)  # (R*Cols, C, p+2, p+2)
+    size = patch_size + 2
+    return (
+        tiles.reshape(rows, columns, channels, size, size)
+        .permute(2, 0, 3, 1, 4)
+        .reshape(channels, rows * size, -1)
+    )
+
+
+@torch.no_grad()
+def show_encoder_input(model, imgs, mask_ratio=0.75, noise=None):
+    """What the encoder gets: only the visible patches, as a short sequence."""
+    p, C = model.patch_embed.patch_size, model.patch_embed.in_chans
+    _, mask, ids_restore = model.forward_encoder(imgs[:1], mask_ratio=mask_ratio, noise=noise)
+    pixels = model.patchify(denormalize(imgs[:1]))[0]  # (L, p*p*C)
+    kept = torch.argsort(ids_restore[0])[: int((mask[0] == 0).sum())]  # ids_shuffle[:len_keep]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.8))
+    _show(left, masked_images(model, imgs[:1], mask), f"masked {mask_ratio:.0%}")
+    columns = max(1, int(len(kept) ** 0.5))
+    _show(
+        right,
+        _tiles(pixels[kept], columns, p, C),
+        f"encoder input: {len(kept)} of {mask.shape[1]} patches (+ CLS)",
+    )
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def show_unshuffle(model, imgs, mask_ratio=0.75, noise=None, shown=24):
+    """The decoder's sequence before and after ids_restore: visible tokens then mask tokens, put back in place."""
+    p, C = model.patch_embed.patch_size, model.patch_embed.in_chans
+    h, w = model.patch_embed.grid_size
+    _, mask, ids_restore = model.forward_encoder(imgs[:1], mask_ratio=mask_ratio, noise=noise)
+    pixels = model.patchify(denormalize(imgs[:1]))[0]  # (L, p*p*C)
+    ids_shuffle = torch.argsort(ids_restore[0])
+    len_keep = int((mask[0] == 0).sum())
+    grey = torch.full_like(pixels[0], 0.5)
+    sequence = torch.stack([pixels[i] if rank < len_keep else grey for rank, i in enumerate(ids_shuffle)])
+    restored = sequence[ids_restore[0]]  # the gather with ids_restore
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.5), gridspec_kw={"height_ratios": [1, 3]})
+    _show(top, _tiles(sequence[:shown], shown, p, C),
+          f"decoder input, shuffled order: {len_keep} visible tokens, then {mask.shape[1] - len_keep} mask tokens (first {shown})")  # fmt: skip
+    _show(bottom, _tiles(restored, w, p, C), "after gather(..., ids_restore): every token back at its patch")
+    fig.tight_layout()
+    return fig

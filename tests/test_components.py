@@ -153,3 +153,18 @@ def test_backward_reaches_every_trainable_parameter():
     for name, param in model.named_parameters():
         if param.requires_grad:
             assert param.grad is not None, name
+
+
+def test_drop_path_drops_whole_samples_while_training():
+    from solutions.transformer import DropPath
+
+    drop = DropPath(0.5)
+    x = torch.ones(2000, 3, 4)
+    y = drop(x)
+    per_sample = y.flatten(1)
+    assert set(per_sample.unique().tolist()) == {0.0, 2.0}  # kept samples are scaled by 1 / keep
+    assert (per_sample.std(dim=1) == 0).all()  # the whole sample, not single entries
+    assert 0.4 < (per_sample[:, 0] == 0).float().mean() < 0.6
+    assert torch.equal(drop.eval()(x), x)
+    block = Block(16, num_heads=2, drop_path=0.3)
+    assert isinstance(block.drop_path, DropPath) and isinstance(Block(16, 2).drop_path, nn.Identity)

@@ -1,0 +1,60 @@
+"""ipywidgets explorers for the notebooks. Each has a static figure beside it for headless runs."""
+
+import matplotlib.pyplot as plt
+import torch
+
+from .visualize import masked_images, show_patches, show_pos_embed_similarity, to_numpy_image
+
+
+def mask_ratio_explorer(model, imgs):
+    """A slider for the mask ratio and one for the seed: see which patches the encoder gets."""
+    import ipywidgets as widgets
+
+    def draw(mask_ratio=0.75, seed=0):
+        noise = torch.rand(1, model.patch_embed.num_patches, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            _, mask, _ = model.forward_encoder(imgs[:1], mask_ratio=mask_ratio, noise=noise)
+        fig, ax = plt.subplots(figsize=(3.5, 3.5))
+        ax.imshow(to_numpy_image(masked_images(model, imgs[:1], mask)))
+        ax.set_title(f"{int((mask == 0).sum())} of {mask.shape[1]} patches visible", fontsize=9)
+        ax.set_axis_off()
+        plt.show()
+
+    return widgets.interactive(
+        draw,
+        mask_ratio=widgets.FloatSlider(value=0.75, min=0.0, max=0.95, step=0.05, description="mask ratio"),
+        seed=widgets.IntSlider(value=0, min=0, max=20, description="seed"),
+    )
+
+
+def patch_picker(imgs, patch_size):
+    """Pick a patch index: see where it sits in the image (sequence order is row by row)."""
+    import ipywidgets as widgets
+
+    _, _, H, W = imgs.shape
+    count = (H // patch_size) * (W // patch_size)
+
+    def draw(index=0):
+        show_patches(imgs, patch_size, highlight=index, numbers=False)
+        plt.show()
+
+    return widgets.interactive(
+        draw, index=widgets.IntSlider(value=0, min=0, max=count - 1, description="patch")
+    )
+
+
+def position_picker(table, grid_size):
+    """Pick a (row, col): see how similar its position embedding is to every other position's."""
+    import ipywidgets as widgets
+
+    h, w = grid_size
+
+    def draw(row=0, col=0):
+        show_pos_embed_similarity(table, grid_size, [(row, col)])
+        plt.show()
+
+    return widgets.interactive(
+        draw,
+        row=widgets.IntSlider(value=h // 2, min=0, max=h - 1),
+        col=widgets.IntSlider(value=w // 2, min=0, max=w - 1),
+    )
