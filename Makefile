@@ -34,10 +34,10 @@ test: lint
 
 # Every notebook, twice: nbval compares the committed outputs, then papermill runs them with other parameters.
 notebooks-test: venv
-	MAE_IMPL=solutions OMP_NUM_THREADS=2 $(PY) -m pytest --nbval notebooks/ -p no:cacheprovider
+	MAE_IMPL=solutions OMP_NUM_THREADS=2 $(PY) -m pytest --nbval notebooks/ --nbval-cell-timeout=180 -p no:cacheprovider
 	mkdir -p output/papermill
 	for nb in notebooks/[0-9][0-9]_*.ipynb; do \
-		OMP_NUM_THREADS=2 $(PY) -m papermill --cwd notebooks -k python3 --log-level WARNING \
+		OMP_NUM_THREADS=2 $(PY) -m papermill --cwd notebooks -k python3 --log-level WARNING --no-progress-bar --execution-timeout 180 \
 			-p impl solutions -p seed 1 $$nb output/papermill/$$(basename $$nb) || exit 1; \
 	done
 

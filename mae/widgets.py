@@ -1,4 +1,9 @@
-"""ipywidgets explorers for the notebooks. Each has a static figure beside it for headless runs."""
+"""ipywidgets explorers for the notebooks.
+
+Each explorer draws only when a slider moves: the notebook shows the same picture statically
+just above it, so a headless run (nbval, papermill, CI) never renders inside a widget and its
+output stays deterministic.
+"""
 
 import matplotlib.pyplot as plt
 import torch
@@ -6,11 +11,29 @@ import torch
 from .visualize import masked_images, show_patches, show_pos_embed_similarity, to_numpy_image
 
 
+def _explorer(draw, **sliders):
+    """Sliders above an output area; every change redraws `draw(**values)` there."""
+    import ipywidgets as widgets
+
+    output = widgets.Output()
+
+    def redraw(_change=None):
+        with output:
+            output.clear_output(wait=True)
+            draw(**{name: slider.value for name, slider in sliders.items()})
+            plt.show()
+
+    for slider in sliders.values():
+        slider.observe(redraw, names="value")
+    hint = widgets.Label("Move a slider to draw (the static figure above shows the starting values).")
+    return widgets.VBox([*sliders.values(), hint, output])
+
+
 def mask_ratio_explorer(model, imgs):
     """A slider for the mask ratio and one for the seed: see which patches the encoder gets."""
     import ipywidgets as widgets
 
-    def draw(mask_ratio=0.75, seed=0):
+    def draw(mask_ratio, seed):
         noise = torch.rand(1, model.patch_embed.num_patches, generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
             _, mask, _ = model.forward_encoder(imgs[:1], mask_ratio=mask_ratio, noise=noise)
@@ -18,9 +41,8 @@ def mask_ratio_explorer(model, imgs):
         ax.imshow(to_numpy_image(masked_images(model, imgs[:1], mask)))
         ax.set_title(f"{int((mask == 0).sum())} of {mask.shape[1]} patches visible", fontsize=9)
         ax.set_axis_off()
-        plt.show()
 
-    return widgets.interactive(
+    return _explorer(
         draw,
         mask_ratio=widgets.FloatSlider(value=0.75, min=0.0, max=0.95, step=0.05, description="mask ratio"),
         seed=widgets.IntSlider(value=0, min=0, max=20, description="seed"),
@@ -33,13 +55,9 @@ def patch_picker(imgs, patch_size):
 
     _, _, H, W = imgs.shape
     count = (H // patch_size) * (W // patch_size)
-
-    def draw(index=0):
-        show_patches(imgs, patch_size, highlight=index, numbers=False)
-        plt.show()
-
-    return widgets.interactive(
-        draw, index=widgets.IntSlider(value=0, min=0, max=count - 1, description="patch")
+    return _explorer(
+        lambda index: show_patches(imgs, patch_size, highlight=index, numbers=False),
+        index=widgets.IntSlider(value=0, min=0, max=count - 1, description="patch"),
     )
 
 
@@ -48,13 +66,8 @@ def position_picker(table, grid_size):
     import ipywidgets as widgets
 
     h, w = grid_size
-
-    def draw(row=0, col=0):
-        show_pos_embed_similarity(table, grid_size, [(row, col)])
-        plt.show()
-
-    return widgets.interactive(
-        draw,
-        row=widgets.IntSlider(value=h // 2, min=0, max=h - 1),
-        col=widgets.IntSlider(value=w // 2, min=0, max=w - 1),
+    return _explorer(
+        lambda row, col: show_pos_embed_similarity(table, grid_size, [(row, col)]),
+        row=widgets.IntSlider(value=h // 2, min=0, max=h - 1, description="row"),
+        col=widgets.IntSlider(value=w // 2, min=0, max=w - 1, description="col"),
     )

@@ -62,3 +62,20 @@ def test_a_learner_with_the_stub_sees_a_helpful_failure(monkeypatch):
     assert first.ename == "AssertionError"
     assert "not written yet (exercises/patch_embed.py, in __init__)" in first.evalue
     assert "Conv2d named `proj`" in first.evalue
+
+
+def test_widgets_redraw_on_change_and_not_before(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import mae
+    from mae import widgets
+    from mae.data import sample_photo, to_tensor
+
+    drawn = []
+    monkeypatch.setattr(widgets.plt, "show", lambda: drawn.append(True))
+    model = mae.mae_vit_tiny_patch8()
+    explorer = widgets.mask_ratio_explorer(model, to_tensor(sample_photo("coffee"), size=64))
+    assert drawn == []  # nothing rendered at creation: headless runs stay deterministic
+    explorer.children[0].value = 0.5
+    assert drawn == [True]

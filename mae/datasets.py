@@ -1,0 +1,152 @@
+"""Pretraining data: an ImageNet-style folder, or images that installed packages ship.
+
+Every sample is a function of (seed, epoch, index) only: its crop, its flip and its
+masking noise come from a generator seeded with those three numbers. So a run gives the
+same batches whatever the number of GPUs, workers or restarts, which is what makes a
+killed run resume exactly and a 2-process run equal a 1-process one.
+
+    --data_path /datasets/imagenet      uses /datasets/imagenet/train (or the folder itself)
+    --data_path builtin                 crops of scikit-image's bundled photographs (3 channels)
+    --data_path builtin:digits          scikit-learn's 8x8 handwritten digits (1 channel)
+"""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+from .data import IMAGENET_MEAN, IMAGENET_STD, SAMPLE_IMAGES, sample_photo
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif"}
+
+
+def pretrain_transform(input_size, in_chans=3):
+    """The paper's augmentation: RandomResizedCrop(scale 0.2-1, bicubic), horizontal flip, normalisation."""
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if in_chans == 3 else ((0.5,) * in_chans, (0.5,) * in_chans)
+    return v2.Compose([
+        v2.RandomResizedCrop(input_size, scale=(0.2, 1.0), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean, std),
+    ])  # fmt: skip
+
+
+def sample_seed(seed, epoch, index):
+    """One 63-bit seed per (run seed, epoch, sample index)."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+class MaskedImages(torch.utils.data.Dataset):
+    """Wraps a list-like of PIL images; yields (image, masking noise), both fixed by (seed, epoch, index).
+
+    A sample that cannot be read gives None (the collate function drops it, the trainer counts it).
+    """
+
+    def __init__(self, images, input_size, num_patches, in_chans=3, seed=0):
+        self.images, self.num_patches, self.seed = images, num_patches, seed
+        self.transform = pretrain_transform(input_size, in_chans)
+        self.mode = "RGB" if in_chans == 3 else "L"
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        try:
+            image = self.images[index].convert(self.mode)
+        except Exception as error:  # a corrupt or unreadable file: skip it, loudly
+            warnings.warn(f"skipping unreadable image #{index}: {error}", stacklevel=2)
+            return None
+        # The transforms draw from torch's global generator: seed it for this sample, then put it back.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed(self.seed, self.epoch, index))
+            image = self.transform(image)
+            noise = torch.rand(self.num_patches)
+        return image, noise
+
+
+def collate_skipping_unreadable(batch):
+    """Default collation of the samples that could be read."""
+    batch = [sample for sample in batch if sample is not None]
+    if not batch:
+        return None
+    return torch.utils.data.default_collate(batch)
+
+
+class ImageFiles:
+    """Every image file under a folder (class sub-folders optional), opened lazily with PIL."""
+
+    def __init__(self, root):
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"data folder not found: {root}")
+        if (root / "train").is_dir():
+            root = root / "train"
+        self.root = root
+        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not self.files:
+            raise ValueError(
+                f"no images in {root}: expected files ending in {', '.join(sorted(IMAGE_SUFFIXES))}, "
+                f"directly or in class sub-folders"
+            )
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        with Image.open(self.files[index]) as image:
+            image.load()  # decode now, so a truncated file fails here
+            return image.copy()
+
+
+class BundledPhotos:
+    """scikit-image's colour photographs, each repeated so an epoch has `length` samples (random crops)."""
+
+    def __init__(self, length=1024):
+        self.photos = [Image.fromarray(sample_photo(name)) for name in SAMPLE_IMAGES]
+        self.length = length
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, index):
+        return self.photos[index % len(self.photos)]
+
+
+class Digits:
+    """scikit-learn's 1,797 handwritten digits, 8x8 grayscale, as PIL images (with their labels kept)."""
+
+    def __init__(self):
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        self.images = [Image.fromarray((image * 255 / 16).astype(np.uint8)) for image in digits.images]
+        self.labels = digits.target.tolist()
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.images[index]
+
+
+def build_pretrain_dataset(data_path, input_size, num_patches, in_chans=3, seed=0):
+    """The dataset that --data_path names (see the module docstring)."""
+    if data_path in (None, "", "builtin", "builtin:photos"):
+        images = BundledPhotos()
+    elif data_path == "builtin:digits":
+        images = Digits()
+    elif str(data_path).startswith("builtin:"):
+        raise ValueError(
+            f"unknown built-in dataset {data_path!r}; use builtin, builtin:photos or builtin:digits"
+        )
+    else:
+        images = ImageFiles(data_path)
+    return MaskedImages(images, input_size, num_patches, in_chans, seed)
