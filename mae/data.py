@@ -32,17 +32,23 @@ def to_tensor(image, size=224):
     return normalize(x.clamp(0, 1))
 
 
+def _stats(x):
+    """ImageNet statistics for 3 channels; 0.5 / 0.5 for any other count (grayscale digits)."""
+    channels = x.shape[1]
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,) * channels, (0.5,) * channels)
+    shape = (1, channels, 1, 1)
+    return torch.tensor(mean, device=x.device).view(shape), torch.tensor(std, device=x.device).view(shape)
+
+
 def normalize(x):
-    """(B, 3, H, W) in [0, 1] -> ImageNet-normalised."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    """(B, C, H, W) in [0, 1] -> normalised as the model sees it."""
+    mean, std = _stats(x)
     return (x - mean) / std
 
 
 def denormalize(x):
     """Inverse of normalize, clipped to [0, 1] for display."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    mean, std = _stats(x)
     return (x * std + mean).clamp(0, 1)
 
 

@@ -1,0 +1,186 @@
+"""The pretraining engine: schedules, data, checkpoints, exact resume after kill -9, torchrun with gloo."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import mae
+from mae import pretrain
+from mae.datasets import build_pretrain_dataset, collate_skipping_unreadable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_learning_rate_schedule():
+    args = Namespace(lr=1.0, min_lr=0.1, warmup_epochs=2, epochs=10)
+    assert pretrain.learning_rate(0, args) == 0
+    assert pretrain.learning_rate(1, args) == pytest.approx(0.5)  # linear warm-up
+    assert pretrain.learning_rate(2, args) == pytest.approx(1.0)
+    assert pretrain.learning_rate(6, args) == pytest.approx(0.55)  # half-way down the cosine
+    assert pretrain.learning_rate(10, args) == pytest.approx(0.1)
+
+
+def test_no_weight_decay_on_biases_norms_and_embeddings():
+    model = mae.mae_vit_tiny_patch8()
+    no_decay, decay = pretrain.param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert no_decay["weight_decay"] == 0 and decay["weight_decay"] == 0.05
+    skipped = {names[id(p)] for p in no_decay["params"]}
+    assert {"cls_token", "mask_token", "blocks.0.norm1.weight", "blocks.0.attn.qkv.bias"} <= skipped
+    assert {names[id(p)] for p in decay["params"]} >= {"blocks.0.attn.qkv.weight", "decoder_pred.weight"}
+    assert "pos_embed" not in skipped | {
+        names[id(p)] for p in decay["params"]
+    }  # frozen: not optimised at all
+
+
+def make_folder(root, count=22, corrupt=True):
+    """A folder of small real crops (class sub-folders), plus one truncated JPEG."""
+    from mae.data import SAMPLE_IMAGES, sample_photo
+
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        photo = sample_photo(SAMPLE_IMAGES[i % len(SAMPLE_IMAGES)])
+        top, left = rng.integers(0, 200, size=2)
+        folder = root / "train" / f"class{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(photo[top : top + 96, left : left + 96]).save(folder / f"{i}.png")
+    if corrupt:
+        good = root / "train" / "class0" / "0.png"
+        (root / "train" / "class1" / "broken.jpg").write_bytes(good.read_bytes()[:200])
+    return root
+
+
+def test_datasets_and_errors(tmp_path):
+    folder = make_folder(tmp_path / "data")
+    dataset = build_pretrain_dataset(str(folder), 32, 16, seed=0)
+    assert len(dataset) == 23
+    image, noise = dataset[0]
+    assert image.shape == (3, 32, 32) and noise.shape == (16,)
+    torch.manual_seed(5)
+    before = torch.rand(3)
+    torch.manual_seed(5)
+    again = dataset[0]  # deterministic per (seed, epoch, index), and the global RNG is left alone
+    assert torch.equal(again[0], image) and torch.equal(torch.rand(3), before)
+    dataset.set_epoch(1)
+    assert not torch.equal(dataset[0][0], image)
+    broken = next(i for i, f in enumerate(dataset.images.files) if f.name == "broken.jpg")
+    with pytest.warns(UserWarning, match="skipping unreadable image"):
+        assert dataset[broken] is None
+    assert collate_skipping_unreadable([None, dataset[1]])[0].shape == (1, 3, 32, 32)
+
+    digits = build_pretrain_dataset("builtin:digits", 16, 4, in_chans=1)
+    assert digits[0][0].shape == (1, 16, 16) and len(digits) == 1797
+    with pytest.raises(FileNotFoundError, match="data folder not found: .*missing"):
+        build_pretrain_dataset(str(tmp_path / "missing"), 32, 16)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images in .*empty"):
+        build_pretrain_dataset(str(tmp_path / "empty"), 32, 16)
+    with pytest.raises(ValueError, match="unknown built-in dataset"):
+        build_pretrain_dataset("builtin:cifar", 32, 16)
+
+
+def command(data, out, *extra):
+    return [
+        sys.executable, "-m", "mae.pretrain", "--model", "mae_vit_tiny_patch8", "--input_size", "32",
+        "--data_path", str(data), "--output_dir", str(out), "--device", "cpu", "--num_workers", "0",
+        "--batch_size", "8", "--epochs", "50", "--warmup_epochs", "1", "--blr", "1e-3", "--log_every", "1",
+        *extra,
+    ]  # fmt: skip
+
+
+def run(args, **kwargs):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env, **kwargs)
+
+
+def losses(out):
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    return [(line["step"], line["loss"]) for line in lines if line["kind"] == "train"]
+
+
+def test_kill_9_and_resume_reproduces_the_uninterrupted_run(tmp_path):
+    data = make_folder(tmp_path / "data")
+    steps = ["--max_steps", "14", "--save_every", "3"]
+    straight = tmp_path / "straight"
+    result = run(command(data, straight, *steps))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "effective batch 8" in result.stdout and "world size 1" in result.stdout
+    reference = losses(straight)
+    assert [s for s, _ in reference] == list(range(1, 15))
+    epochs = [
+        json.loads(line) for line in (straight / "log.jsonl").read_text().splitlines() if '"epoch"' in line
+    ]
+    assert any(
+        e["kind"] == "epoch" and e["skipped_images"] > 0 for e in epochs
+    )  # the broken file was counted
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command(data, killed, *steps), cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if (killed / "log.jsonl").exists() and len(losses(killed)) >= 8:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (killed / "checkpoint-last.pth").exists()
+    interrupted_at = torch.load(killed / "checkpoint-last.pth", weights_only=True)["step"]
+    assert 0 < interrupted_at < 14
+    result = run(command(data, killed, *steps))  # same command: resumes from checkpoint-last.pth by itself
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resuming at epoch" in result.stdout
+    assert losses(killed) == reference  # every step's loss, bit for bit
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path):
+    data = make_folder(tmp_path / "data", count=16, corrupt=False)
+    out = tmp_path / "run"
+    result = run(
+        command(data, out, "--lr", "1e30", "--warmup_epochs", "0", "--save_every", "1", "--max_steps", "20")
+    )
+    assert result.returncode != 0
+    assert "FloatingPointError: loss is" in result.stderr and "at step" in result.stderr
+    assert "The last good checkpoint" in result.stderr
+    checkpoint = mae.read_checkpoint(out / "checkpoint-last.pth")
+    assert all(torch.isfinite(v).all() for v in checkpoint["model"].values())
+
+
+@pytest.mark.skipif(
+    shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="torchrun missing"
+)
+def test_torchrun_two_processes_equal_one_process(tmp_path):
+    data = make_folder(tmp_path / "data", count=32, corrupt=False)
+    steps = ["--max_steps", "3", "--save_every", "100"]
+    single = tmp_path / "single"
+    result = run(command(data, single, *steps))
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    double = tmp_path / "double"
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    two = command(data, double, *steps)[2:]  # drop "python -m"
+    two[two.index("--batch_size") + 1] = "4"  # 2 processes x 4 = the same effective batch of 8
+    result = run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", *two])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "world size 2, effective batch 8 (4 per process x 1 accumulation x 2)" in result.stdout
+    end = [json.loads(line) for line in (double / "log.jsonl").read_text().splitlines()][-1]
+    assert end["kind"] == "end" and end["replicas_identical"] is True
+
+    a = mae.read_checkpoint(single / "checkpoint-last.pth")["model"]
+    b = mae.read_checkpoint(double / "checkpoint-last.pth")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=2e-5, rtol=1e-4, msg=key)
+    for (s1, l1), (s2, l2) in zip(losses(single), losses(double)):
+        assert s1 == s2 and l1 == pytest.approx(l2, abs=1e-5)
