@@ -184,3 +184,40 @@ def test_torchrun_two_processes_equal_one_process(tmp_path):
         torch.testing.assert_close(a[key], b[key], atol=2e-5, rtol=1e-4, msg=key)
     for (s1, l1), (s2, l2) in zip(losses(single), losses(double)):
         assert s1 == s2 and l1 == pytest.approx(l2, abs=1e-5)
+
+
+def test_submitit_trainer_runs_the_engine(tmp_path, monkeypatch):
+    """The SLURM entry point, run by submitit's in-process debug executor (no cluster needed)."""
+    import submitit
+
+    from mae import submit
+
+    args = submit.get_args_parser().parse_args(
+        ["--model", "mae_vit_tiny_patch8", "--input_size", "32", "--data_path", "builtin:digits", "--device", "cpu",
+         "--num_workers", "0", "--batch_size", "8", "--max_steps", "2", "--output_dir", str(tmp_path / "run")]
+    )  # fmt: skip
+    for key in (
+        "nodes",
+        "ngpus",
+        "timeout",
+        "partition",
+        "account",
+        "qos",
+        "constraint",
+        "cpus_per_task",
+        "mem_gb",
+        "job_dir",
+    ):
+        delattr(args, key)
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MASTER_PORT", "29533")
+    saved = dict(os.environ)
+    try:
+        executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="debug")
+        executor.submit(submit.Trainer(args)).result()
+    finally:  # the Trainer sets RANK, WORLD_SIZE, ... as SLURM tasks need; keep them out of other tests
+        os.environ.clear()
+        os.environ.update(saved)
+    checkpoint = mae.read_checkpoint(tmp_path / "run" / "checkpoint-last.pth")
+    assert checkpoint["step"] == 2 and checkpoint["model_config"]["in_chans"] == 1

@@ -1,0 +1,91 @@
+"""Pretraining on a SLURM cluster through submitit: one task per GPU, many nodes.
+
+    python -m mae.submit --nodes 8 --ngpus 8 --partition learnlab --timeout 4320 \\
+        --model mae_vit_large_patch16 --batch_size 64 --accum_iter 1 --epochs 800 --warmup_epochs 40 \\
+        --blr 1.5e-4 --norm_pix_loss --mask_ratio 0.75 --weight_decay 0.05 \\
+        --data_path /datasets/imagenet --output_dir /checkpoints/mae_vit_large
+
+That is the paper's ViT-L recipe: 8 nodes x 8 GPUs x 64 images = an effective batch of 4096
+(lr = 1.5e-4 * 4096 / 256 = 2.4e-3). Every flag after the SLURM ones is a `mae.pretrain` flag.
+A preempted or timed-out job is requeued and resumes from output_dir/checkpoint-last.pth.
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+from . import pretrain
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser("MAE pretraining on SLURM", parents=[pretrain.get_args_parser()], add_help=True,
+                                     conflict_handler="resolve")  # fmt: skip
+    parser.add_argument("--nodes", type=int, default=1)
+    parser.add_argument("--ngpus", type=int, default=8, help="GPUs per node")
+    parser.add_argument("--timeout", type=int, default=4320, help="minutes per job")
+    parser.add_argument("--partition", default=None)
+    parser.add_argument("--account", default=None)
+    parser.add_argument("--qos", default=None)
+    parser.add_argument("--constraint", default=None)
+    parser.add_argument("--cpus_per_task", type=int, default=10)
+    parser.add_argument("--mem_gb", type=int, default=None, help="memory per node (default: 40 GB per GPU)")
+    parser.add_argument("--job_dir", default=None, help="submitit logs (default: output_dir/submitit)")
+    return parser
+
+
+class Trainer:
+    """The callable submitit runs in every task; requeued on preemption or timeout."""
+
+    def __init__(self, args):
+        self.args = args
+
+    def __call__(self):
+        import submitit
+
+        env = submitit.JobEnvironment()
+        # What torchrun would set, from SLURM's view of the job.
+        os.environ.update(
+            RANK=str(env.global_rank), WORLD_SIZE=str(env.num_tasks), LOCAL_RANK=str(env.local_rank),
+            MASTER_ADDR=env.hostnames[0], MASTER_PORT=os.environ.get("MASTER_PORT", "29500"),
+        )  # fmt: skip
+        pretrain.main(self.args)
+
+    def checkpoint(self):
+        import submitit
+
+        # The run resumes by itself from output_dir/checkpoint-last.pth.
+        return submitit.helpers.DelayedSubmission(Trainer(self.args))
+
+
+def main(argv=None):
+    import submitit
+
+    args = get_args_parser().parse_args(argv)
+    job_dir = Path(args.job_dir or Path(args.output_dir) / "submitit")
+    executor = submitit.AutoExecutor(folder=job_dir, slurm_max_num_timeout=30)
+    slurm = {k: getattr(args, k) for k in ("partition", "account", "qos", "constraint") if getattr(args, k)}
+    executor.update_parameters(
+        nodes=args.nodes, tasks_per_node=args.ngpus, gpus_per_node=args.ngpus, cpus_per_task=args.cpus_per_task,
+        mem_gb=args.mem_gb or 40 * args.ngpus, timeout_min=args.timeout, name="mae_pretrain",
+        **{f"slurm_{k}": v for k, v in slurm.items()},
+    )  # fmt: skip
+    for key in (
+        "nodes",
+        "ngpus",
+        "timeout",
+        "partition",
+        "account",
+        "qos",
+        "constraint",
+        "cpus_per_task",
+        "mem_gb",
+        "job_dir",
+    ):
+        delattr(args, key)
+    job = executor.submit(Trainer(args))
+    print(f"submitted job {job.job_id}; logs in {job_dir}")
+    return job
+
+
+if __name__ == "__main__":
+    main()
