@@ -9,7 +9,7 @@ else
 TORCH_SPEC ?= torch torchvision
 endif
 
-.PHONY: venv demo test lint exercises notebooks notebooks-test clean
+.PHONY: venv demo test lint exercises notebooks notebooks-test bench clean
 
 venv: $(VENV)/.installed
 
@@ -40,6 +40,10 @@ notebooks-test: venv
 		OMP_NUM_THREADS=2 $(PY) -m papermill --cwd notebooks -k python3 --log-level WARNING --no-progress-bar --execution-timeout 180 \
 			-p impl solutions -p seed 1 $$nb output/papermill/$$(basename $$nb) || exit 1; \
 	done
+
+# Training-step speed, side by side (see docs/performance.md).
+bench: venv
+	$(PY) benchmarks/pretrain_speed.py
 
 # Re-execute the notebooks in place (after changing them or the package), with the reference solutions.
 notebooks: venv

@@ -344,7 +344,8 @@ def train(args, context):
             step += 1
             step_in_epoch += 1
             progress.update(1)
-            if step % args.log_every == 0 or step_in_epoch == steps_per_epoch:
+            last_step = args.max_steps is not None and step >= args.max_steps
+            if step % args.log_every == 0 or step_in_epoch == steps_per_epoch or last_step:
                 seconds = time.perf_counter() - window_start
                 record = {
                     "kind": "train", "step": step, "epoch": epoch + step_in_epoch / steps_per_epoch,
@@ -358,7 +359,7 @@ def train(args, context):
                 window_loss, window_micro, window_images, window_start = 0.0, 0, 0, time.perf_counter()
             if step % args.save_every == 0:
                 save(LAST, (epoch, step_in_epoch))
-            if args.max_steps is not None and step >= args.max_steps:
+            if last_step:
                 finished = True
                 break
         progress.close()

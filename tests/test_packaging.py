@@ -82,8 +82,10 @@ def test_mae_impl_rejects_unknown_values():
     assert "MAE_IMPL must be one of ('solutions', 'exercises'), got 'mine'" in result.stderr
 
 
-def test_demo_writes_its_figure(tmp_path):
+def test_demo_pretrains_and_draws(tmp_path):
     from mae import demo
 
-    demo.main(["--model", "mae_vit_tiny_patch8", "--output-dir", str(tmp_path)])
-    assert (tmp_path / "masking.png").stat().st_size > 10_000
+    demo.main(["--output-dir", str(tmp_path), "--epochs", "1", "--max_steps", "6"])
+    assert (tmp_path / "checkpoint-last.pth").exists()
+    assert (tmp_path / "loss.png").stat().st_size > 5_000
+    assert (tmp_path / "reconstruction.png").stat().st_size > 20_000

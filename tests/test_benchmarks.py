@@ -1,0 +1,32 @@
+"""The speed benchmark counts FLOPs right and runs; speed itself is measured there, never asserted here."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import pretrain_speed  # noqa: E402
+
+from mae.models import create_model  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "name, gflops",
+    [("mae_vit_base_patch16", 58.7), ("mae_vit_large_patch16", 124.5), ("mae_vit_huge_patch14", 291.4)],
+)
+def test_training_flops_per_image(name, gflops):
+    with torch.device("meta"):
+        model = create_model(name)
+    assert pretrain_speed.train_flops_per_image(model, 0.75) / 1e9 == pytest.approx(gflops, abs=0.05)
+
+
+def test_benchmark_runs_and_reports_every_variant(tmp_path, capsys):
+    results = pretrain_speed.main(
+        ["--batch_size", "4", "--steps", "1", "--warmup", "1", "--json", str(tmp_path / "r.json")]
+    )
+    assert [r["variant"] for r in results] == ["baseline", "production"]
+    assert all(r["images_per_s"] > 0 and 0 < r["mfu"] for r in results)
+    assert "vs baseline" in capsys.readouterr().out and (tmp_path / "r.json").exists()
