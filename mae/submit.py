@@ -33,6 +33,25 @@ def get_args_parser():
     return parser
 
 
+SLURM_FLAGS = (
+    "nodes",
+    "ngpus",
+    "timeout",
+    "partition",
+    "account",
+    "qos",
+    "constraint",
+    "cpus_per_task",
+    "mem_gb",
+    "job_dir",
+)
+
+
+def engine_args(args):
+    """The mae.pretrain arguments, without the SLURM ones."""
+    return argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in SLURM_FLAGS})
+
+
 class Trainer:
     """The callable submitit runs in every task; requeued on preemption or timeout."""
 
@@ -69,20 +88,7 @@ def main(argv=None):
         mem_gb=args.mem_gb or 40 * args.ngpus, timeout_min=args.timeout, name="mae_pretrain",
         **{f"slurm_{k}": v for k, v in slurm.items()},
     )  # fmt: skip
-    for key in (
-        "nodes",
-        "ngpus",
-        "timeout",
-        "partition",
-        "account",
-        "qos",
-        "constraint",
-        "cpus_per_task",
-        "mem_gb",
-        "job_dir",
-    ):
-        delattr(args, key)
-    job = executor.submit(Trainer(args))
+    job = executor.submit(Trainer(engine_args(args)))
     print(f"submitted job {job.job_id}; logs in {job_dir}")
     return job
 

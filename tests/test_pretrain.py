@@ -196,19 +196,7 @@ def test_submitit_trainer_runs_the_engine(tmp_path, monkeypatch):
         ["--model", "mae_vit_tiny_patch8", "--input_size", "32", "--data_path", "builtin:digits", "--device", "cpu",
          "--num_workers", "0", "--batch_size", "8", "--max_steps", "2", "--output_dir", str(tmp_path / "run")]
     )  # fmt: skip
-    for key in (
-        "nodes",
-        "ngpus",
-        "timeout",
-        "partition",
-        "account",
-        "qos",
-        "constraint",
-        "cpus_per_task",
-        "mem_gb",
-        "job_dir",
-    ):
-        delattr(args, key)
+    args = submit.engine_args(args)
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("MASTER_PORT", "29533")
