@@ -1,6 +1,6 @@
 """The main job: pretrain a small MAE on the bundled photographs on a CPU, then draw what it learned.
 
-    python -m mae.demo --output-dir output/demo          (about 4 minutes on 2 CPU cores)
+    python -m mae.demo --output-dir output/demo          (about 2 minutes on 2 CPU cores)
 
 Writes output/demo/checkpoint-last.pth, loss.png (the loss curve) and reconstruction.png
 (held-out crops: original, masked, reconstruction, reconstruction with the visible patches).
