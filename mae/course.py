@@ -2,7 +2,6 @@
 
 import importlib
 import os
-import sys
 
 import torch
 
@@ -24,7 +23,3 @@ def use(impl=None, seed=0):
     where = "your code in exercises/" if impl == "exercises" else "the reference code in solutions/"
     print(f"Using {where} (impl={impl!r})")
     return module
-
-
-def on_colab():
-    return "google.colab" in sys.modules
