@@ -1,0 +1,379 @@
+"""The training loop that pretraining, linear probing and fine-tuning share.
+
+One loop, three jobs: each job builds its model, optimizer and data, and hands `fit` a
+`compute_loss(model, batch)` and an `end_of_epoch` hook. What the loop guarantees holds
+for all three:
+
+- torchrun / SLURM data parallelism (DDP), gradient accumulation, bf16 or fp16 autocast;
+- the learning rate set every iteration (warm-up, then half-cycle cosine), scaled per
+  parameter group by its "lr_scale" (layer-wise decay in fine-tuning);
+- `checkpoint-last.pth` written atomically every --save_every steps and every epoch,
+  with the optimizer, scaler, position and every rank's RNG states, so that a killed run
+  started again with the same command continues exactly where it stopped;
+- no host synchronisation per step: the loss is summed on the device and read every
+  --log_every steps; a non-finite loss is caught there (and before every checkpoint), named
+  by its step, and the last good checkpoint is never overwritten;
+- rank 0 alone writes JSON lines and TensorBoard logs.
+"""
+
+import contextlib
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from . import distributed
+from .checkpoint import atomic_save, read_checkpoint, state_dict_from
+from .datasets import collate_skipping_unreadable
+
+LAST = "checkpoint-last.pth"
+
+
+def add_engine_args(p, *, epochs, warmup_epochs, batch_size, blr, weight_decay):
+    """The flags every job shares, with the official names, meanings and each job's defaults."""
+    p.add_argument(
+        "--batch_size", type=int, default=batch_size, help="images per GPU (process) per micro-step"
+    )
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--accum_iter", type=int, default=1, help="micro-steps per optimizer step")
+    p.add_argument("--input_size", type=int, default=224)
+    p.add_argument("--weight_decay", type=float, default=weight_decay)
+    p.add_argument("--lr", type=float, default=None, help="absolute learning rate (overrides --blr)")
+    p.add_argument("--blr", type=float, default=blr, help="base lr: lr = blr * effective batch size / 256")
+    p.add_argument("--min_lr", type=float, default=0.0)
+    p.add_argument("--warmup_epochs", type=float, default=warmup_epochs)
+    p.add_argument("--output_dir", default="./output_dir")
+    p.add_argument("--log_dir", default=None, help="TensorBoard folder (default: output_dir)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", default="", help="checkpoint to start from (default: output_dir/checkpoint-last.pth if any)")  # fmt: skip
+    p.add_argument("--start_epoch", type=int, default=0)
+    p.add_argument("--num_workers", type=int, default=10)
+    p.add_argument("--amp", choices=("bf16", "fp16", "none"), default=None,
+                   help="mixed precision (default: bf16 on GPUs that support it, else none)")  # fmt: skip
+    p.add_argument("--clip_grad", type=float, default=None)
+    p.add_argument("--save_every", type=int, default=1000, help="optimizer steps between checkpoints")
+    p.add_argument(
+        "--save_epochs", type=int, default=20, help="keep checkpoint-<epoch>.pth every this many epochs"
+    )
+    p.add_argument("--max_steps", type=int, default=None, help="stop after this many optimizer steps in all")
+    p.add_argument(
+        "--log_every", type=int, default=10, help="optimizer steps between log lines (and host syncs)"
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    return p
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def learning_rate(epoch, args):
+    """Linear warm-up, then a half-cycle cosine to min_lr; `epoch` is fractional (per iteration)."""
+    if epoch < args.warmup_epochs:
+        return args.lr * epoch / args.warmup_epochs
+    progress = (epoch - args.warmup_epochs) / max(args.epochs - args.warmup_epochs, 1e-8)
+    return args.min_lr + (args.lr - args.min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+class ResumableSampler(DistributedSampler):
+    """A DistributedSampler that can start part-way through an epoch (after a resume)."""
+
+    def __init__(self, dataset, num_replicas, rank, seed, shuffle=True, drop_last=True):
+        super().__init__(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
+        )
+        self.start = 0
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        return iter(indices[self.start :])
+
+    def __len__(self):
+        return self.num_samples - self.start
+
+
+def amp_dtype(args, device):
+    choice = args.amp or ("bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "none")
+    if choice != "none" and device.type != "cuda":
+        raise ValueError(f"--amp {choice} needs a GPU; use --amp none on {device.type}")
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[choice]
+
+
+def seed_everything(seed):
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def rng_states():
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+        "python": list(random.getstate()[1]),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states):
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(("MT19937", states["numpy"].numpy().astype(np.uint32), 624, 0, 0.0))
+    random.setstate((3, tuple(states["python"]), None))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class Log:
+    """Rank 0's outputs: JSON lines, TensorBoard scalars and images. Other ranks write nothing."""
+
+    def __init__(self, args, context, resume_step):
+        self.enabled = context.is_main
+        if not self.enabled:
+            return
+        self.path = Path(args.output_dir) / "log.jsonl"
+        if self.path.exists():  # drop lines from steps that the resumed run will redo
+            lines = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+            kept = [line for line in lines if line.get("step", 0) <= resume_step]
+            self.path.write_text("".join(json.dumps(line) + "\n" for line in kept))
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(args.log_dir or args.output_dir)
+
+    def write(self, record, images=None):
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        for key, value in record.items():
+            if isinstance(value, float) and key != "epoch":
+                self.writer.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+        if images is not None:
+            self.writer.add_image("reconstruction", images, record["step"])
+        self.writer.flush()
+
+
+@dataclass
+class Position:
+    """Where a run stands: optimizer steps in all, the epoch, and optimizer steps into that epoch."""
+
+    step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+
+
+def resume(args, model, optimizer, scaler, context):
+    """Restore an explicit --resume, else output_dir's checkpoint-last.pth; returns (Position, path or "")."""
+    last = Path(args.output_dir) / LAST
+    path = args.resume or (str(last) if last.exists() else "")
+    if not path:
+        return Position(epoch=args.start_epoch), ""
+    checkpoint = read_checkpoint(path, map_location="cpu")
+    model.load_state_dict(state_dict_from(checkpoint, path))
+    if "optimizer" in checkpoint:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    if checkpoint.get("scaler"):
+        scaler.load_state_dict(checkpoint["scaler"])
+    if "step" in checkpoint:  # this project's checkpoints: the exact position
+        rngs = checkpoint["rng"]
+        set_rng_states(rngs[context.rank] if context.rank < len(rngs) else rngs[0])
+        return Position(checkpoint["step"], checkpoint["epoch"], checkpoint["step_in_epoch"]), path
+    return Position(epoch=checkpoint.get("epoch", -1) + 1), path  # official files saved finished epochs
+
+
+def checkpoint_args(args):
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class Job:
+    """What a job hands to `fit`."""
+
+    model: torch.nn.Module  # the bare model (its state dict is what checkpoints hold)
+    optimizer: torch.optim.Optimizer
+    dataset: torch.utils.data.Dataset  # yields tuples of tensors (or None for an unreadable sample)
+    compute_loss: callable  # (train_model, *batch on device) -> scalar loss
+    end_of_epoch: callable = None  # (epoch_done, step) -> (log record fields, TensorBoard image or None)
+    extra_state: callable = None  # () -> dict saved in every checkpoint
+    name: str = "training"
+
+
+def fit(args, context, job):
+    """Train `job` until --epochs (or --max_steps), resuming from where a previous run stopped."""
+    device, model, optimizer, dataset = context.device, job.model, job.optimizer, job.dataset
+    output_dir = Path(args.output_dir)
+    sampler = ResumableSampler(dataset, context.world_size, context.rank, args.seed)
+    per_step = args.batch_size * args.accum_iter
+    if sampler.num_samples < per_step:
+        raise ValueError(
+            f"{len(dataset)} images give {sampler.num_samples} per process, fewer than one optimizer step "
+            f"(batch_size {args.batch_size} x accum_iter {args.accum_iter})"
+        )
+    steps_per_epoch = sampler.num_samples // per_step
+    dtype = amp_dtype(args, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    position, resumed_from = resume(args, model, optimizer, scaler, context)
+
+    train_model = torch.compile(model) if args.compile else model
+    if context.distributed:
+        ids = [context.local_rank] if device.type == "cuda" else None
+        train_model = DistributedDataParallel(train_model, device_ids=ids)
+
+    log = Log(args, context, position.step)
+    if context.is_main:
+        print(f"{job.name}: world size {context.world_size}, effective batch {per_step * context.world_size} "
+              f"({args.batch_size} per process x {args.accum_iter} accumulation x {context.world_size}), "
+              f"lr {args.lr:.3g} (blr {args.blr:.3g}), {steps_per_epoch} steps per epoch, device {device}, "
+              f"amp {dtype}" + (f", resuming at epoch {position.epoch} step {position.step} from {resumed_from}"
+                                if resumed_from else ""), flush=True)  # fmt: skip
+
+    # Losses stay on the device between log lines; so does the first non-finite one, if any.
+    window_loss = torch.zeros((), dtype=torch.float64, device=device)
+    first_bad = torch.full((2,), -1.0, dtype=torch.float64, device=device)  # (step, loss value)
+    step_on_device = torch.full((), float(position.step), dtype=torch.float64, device=device)
+
+    def raise_if_non_finite():
+        step, value = first_bad.tolist()  # one host sync
+        if step >= 0:
+            raise FloatingPointError(
+                f"loss is {value} at step {int(step)} (epoch {position.epoch}); stopping. The last good "
+                f"checkpoint, {output_dir / LAST}, is untouched."
+            )
+
+    def save(name, epoch, step_in_epoch):
+        raise_if_non_finite()
+        rng = [rng_states()]
+        if context.distributed:
+            gathered = [None] * context.world_size
+            torch.distributed.all_gather_object(gathered, rng[0])
+            rng = gathered
+        if not context.is_main:
+            return
+        payload = {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+            "epoch": epoch, "step_in_epoch": step_in_epoch, "step": position.step, "rng": rng,
+            "args": checkpoint_args(args), **(job.extra_state() if job.extra_state else {}),
+        }  # fmt: skip
+        if getattr(model, "config", None) is not None:
+            payload["model_config"] = dict(model.config)
+        atomic_save(payload, output_dir / name)
+
+    from tqdm.auto import tqdm
+
+    skipped = 0
+    loader_generator = torch.Generator()  # the DataLoader's own seeds: never touch the global RNG
+    finished = args.max_steps is not None and position.step >= args.max_steps
+    while position.epoch < args.epochs and not finished:
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(position.epoch)
+        sampler.set_epoch(position.epoch)
+        sampler.start = position.step_in_epoch * per_step
+        loader = DataLoader(
+            dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
+            pin_memory=device.type == "cuda", drop_last=True, collate_fn=collate_skipping_unreadable,
+            generator=loader_generator, persistent_workers=False,
+        )  # fmt: skip
+        progress = tqdm(total=steps_per_epoch, initial=position.step_in_epoch, desc=f"epoch {position.epoch}",
+                        disable=not context.is_main)  # fmt: skip
+        train_model.train()
+        window_micro, window_images, window_start = 0, 0, time.perf_counter()
+        micro = 0
+        optimizer.zero_grad(set_to_none=True)  # a partial accumulation left by the last epoch is dropped
+        for batch in loader:
+            if batch is None:
+                skipped += args.batch_size
+                continue
+            skipped += args.batch_size - batch[0].shape[0]
+            batch = [t.to(device, non_blocking=True) for t in batch]
+            last_micro = micro == args.accum_iter - 1
+            if micro == 0:
+                lr = learning_rate(position.epoch + position.step_in_epoch / steps_per_epoch, args)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
+            sync = (
+                train_model.no_sync() if context.distributed and not last_micro else contextlib.nullcontext()
+            )
+            with sync, torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = job.compute_loss(train_model, *batch)
+                scaler.scale(loss / args.accum_iter).backward()
+            loss = loss.detach()
+            bad = (~torch.isfinite(loss)) & (first_bad[0] < 0)
+            first_bad.copy_(torch.where(bad, torch.stack([step_on_device, loss.double()]), first_bad))
+            window_loss += loss.double()
+            window_micro += 1
+            window_images += batch[0].shape[0]
+            micro += 1
+            if not last_micro:
+                continue
+            micro = 0
+            if args.clip_grad is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            position.step += 1
+            position.step_in_epoch += 1
+            step_on_device += 1
+            progress.update(1)
+            last_step = args.max_steps is not None and position.step >= args.max_steps
+            if position.step % args.log_every == 0 or position.step_in_epoch == steps_per_epoch or last_step:
+                raise_if_non_finite()
+                seconds = time.perf_counter() - window_start
+                record = {
+                    "kind": "train", "step": position.step,
+                    "epoch": position.epoch + position.step_in_epoch / steps_per_epoch,
+                    "loss": distributed.mean_across_ranks(window_loss.item() / window_micro, context),
+                    "lr": lr, "images_per_s": window_images * context.world_size / seconds,
+                }  # fmt: skip
+                log.write(record)
+                progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}",
+                                     img_s=f"{record['images_per_s']:.0f}")  # fmt: skip
+                window_loss.zero_()
+                window_micro, window_images, window_start = 0, 0, time.perf_counter()
+            if position.step % args.save_every == 0:
+                save(LAST, position.epoch, position.step_in_epoch)
+            if last_step:
+                finished = True
+                break
+        progress.close()
+        if not finished or position.step_in_epoch == steps_per_epoch:
+            position.epoch, position.step_in_epoch = position.epoch + 1, 0
+            fields, images = (
+                job.end_of_epoch(position.epoch, position.step) if job.end_of_epoch else ({}, None)
+            )
+            record = {
+                "kind": "epoch",
+                "step": position.step,
+                "epoch": position.epoch,
+                "skipped_images": skipped,
+            }
+            log.write({**record, **fields}, images)
+            if skipped:
+                print(f"warning: {skipped} unreadable images skipped so far", flush=True)
+            if position.epoch % args.save_epochs == 0 or position.epoch == args.epochs:
+                save(f"checkpoint-{position.epoch - 1}.pth", position.epoch, 0)
+        save(LAST, position.epoch, position.step_in_epoch)
+
+    identical = distributed.replicas_identical(model, context)
+    if context.is_main:
+        log.write(
+            {"kind": "end", "step": position.step, "epoch": position.epoch, "replicas_identical": identical}
+        )
+        print(
+            f"done: {position.step} steps, {position.epoch} epochs; checkpoint {output_dir / LAST}",
+            flush=True,
+        )
+    if not identical:
+        raise RuntimeError("the ranks' parameters differ at the end of training")
+    return position
