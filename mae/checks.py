@@ -436,6 +436,58 @@ def check_mae(MAE):
     _ok("MAE: patchify 'nhwpqc' and its inverse, normalised-pixel loss on masked patches only, forward")
 
 
+# --------------------------------------------------------------------------- 12 the classifier
+
+ENCODER_KEYS = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads", "mlp_ratio")
+
+
+def check_classifier(VisionTransformer):
+    config = {k: v for k, v in TINY.items() if k in ENCODER_KEYS}
+    imgs = _inputs(2, 2, 16, 24)
+    for global_pool in (True, False):
+        torch.manual_seed(0)
+        reference = ref.VisionTransformer(num_classes=5, global_pool=global_pool, **config).eval()
+        with torch.no_grad():  # non-trivial head and position embeddings, so that mistakes show
+            reference.head.weight.normal_()
+            reference.pos_embed.add_(0.5 * _inputs(*reference.pos_embed.shape, seed=4))
+        what = f"VisionTransformer(num_classes=5, global_pool={global_pool}, ...)"
+        yours = _call(what, VisionTransformer, num_classes=5, global_pool=global_pool, **config)
+        _copy_weights(what, reference, yours)
+        yours.eval()
+        r = reference
+        with torch.no_grad():
+            want = reference.forward_features(imgs)
+            got = _call("forward_features(imgs)", yours.forward_features, imgs)
+
+            def tokens(pos=True, r=reference):
+                x = r.patch_embed(imgs)
+                x = torch.cat([r.cls_token.expand(2, -1, -1), x], dim=1) + (r.pos_embed if pos else 0)
+                for block in r.blocks:
+                    x = block(x)
+                return x
+
+            x = tokens()
+            if global_pool:
+                mistakes = [
+                    (r.fc_norm(x.mean(dim=1)), "average the PATCH tokens only, x[:, 1:].mean(dim=1): leave the CLS token out"),
+                    (x[:, 1:].mean(dim=1), "normalise the pooled vector with self.fc_norm"),
+                    (r.fc_norm(tokens(pos=False)[:, 1:].mean(dim=1)), "add self.pos_embed (CLS row included) before the blocks"),
+                    (r.fc_norm(x[:, 0]), "global_pool=True averages the patch tokens; the CLS token is for global_pool=False"),
+                ]  # fmt: skip
+            else:
+                mistakes = [
+                    (x[:, 0], "apply the final LayerNorm self.norm before taking the CLS token"),
+                    (r.norm(x)[:, 1:].mean(dim=1), "global_pool=False reads the CLS token, x[:, 0]"),
+                    (r.norm(tokens(pos=False))[:, 0], "add self.pos_embed (CLS row included) before the blocks"),
+                ]  # fmt: skip
+        _compare(f"forward_features (global_pool={global_pool})", got, want, ("image", "channel"), mistakes)
+        _compare(f"forward (global_pool={global_pool})", _call("forward(imgs)", yours, imgs), reference(imgs),
+                 ("image", "class"), [(want, "finish with self.head(features)")])  # fmt: skip
+    _ok(
+        "VisionTransformer: every patch seen, CLS token (probe) or pooled patches + fc_norm (fine-tune), then head"
+    )
+
+
 # --------------------------------------------------------------------------- the terminal runner
 
 STEPS = {  # step -> (exercise file, the check, which object of the implementation it takes)
@@ -447,6 +499,7 @@ STEPS = {  # step -> (exercise file, the check, which object of the implementati
     "encoder": ("06", check_encoder, "MAE"),
     "decoder": ("07", check_decoder, "MAE"),
     "model": ("08", check_mae, "MAE"),
+    "classifier": ("12", check_classifier, "VisionTransformer"),
 }
 
 

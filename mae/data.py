@@ -7,17 +7,22 @@ import torch.nn.functional as F
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Colour photographs bundled with scikit-image.
+# Colour photographs bundled with scikit-image; the built-in pretraining data are crops of these.
 SAMPLE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
+# Bundled photographs that the built-in pretraining never sees: for honest reconstruction demos.
+HELD_OUT_IMAGES = ("stereo_motorcycle", "colorwheel")
 
 
 def sample_photo(name="astronaut"):
     """A bundled photograph as a (H, W, 3) uint8 array."""
     import skimage.data
 
-    if name not in SAMPLE_IMAGES:
-        raise ValueError(f"unknown sample image {name!r}; choose one of: {', '.join(SAMPLE_IMAGES)}")
-    return getattr(skimage.data, name)()
+    if name not in SAMPLE_IMAGES + HELD_OUT_IMAGES:
+        raise ValueError(
+            f"unknown sample image {name!r}; choose one of: {', '.join(SAMPLE_IMAGES + HELD_OUT_IMAGES)}"
+        )
+    image = getattr(skimage.data, name)()
+    return image[0] if isinstance(image, tuple) else image  # stereo pairs: the left image
 
 
 def to_tensor(image, size=224):

@@ -8,9 +8,14 @@ killed run resume exactly and a 2-process run equal a 1-process one.
     --data_path /datasets/imagenet      uses /datasets/imagenet/train (or the folder itself)
     --data_path builtin                 crops of scikit-image's bundled photographs (3 channels)
     --data_path builtin:digits          scikit-learn's 8x8 handwritten digits (1 channel)
+
+Classification (linear probing, fine-tuning) reads labelled images: `train/` and `val/`
+folders of class sub-folders (the ImageNet layout), or builtin:digits with its fixed split.
 """
 
+import random
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -121,14 +126,25 @@ class BundledPhotos:
 
 
 class Digits:
-    """scikit-learn's 1,797 handwritten digits, 8x8 grayscale, as PIL images (with their labels kept)."""
+    """scikit-learn's 1,797 handwritten digits, 8x8 grayscale, as PIL images with their labels.
 
-    def __init__(self):
+    split="train" (1,437 images) and split="val" (360) are a fixed random 80/20 split; the
+    built-in pretraining uses the training split only, so probes are measured on unseen digits.
+    """
+
+    num_classes = 10
+
+    def __init__(self, split="all"):
         from sklearn.datasets import load_digits
 
+        if split not in ("all", "train", "val"):
+            raise ValueError(f"split must be 'all', 'train' or 'val', got {split!r}")
         digits = load_digits()
-        self.images = [Image.fromarray((image * 255 / 16).astype(np.uint8)) for image in digits.images]
-        self.labels = digits.target.tolist()
+        order = np.random.default_rng(0).permutation(len(digits.images))
+        cut = int(0.8 * len(order))
+        chosen = {"all": np.arange(len(order)), "train": order[:cut], "val": order[cut:]}[split]
+        self.images = [Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)) for i in chosen]
+        self.labels = digits.target[chosen].tolist()
 
     def __len__(self):
         return len(self.images)
@@ -142,7 +158,7 @@ def build_pretrain_dataset(data_path, input_size, num_patches, in_chans=3, seed=
     if data_path in (None, "", "builtin", "builtin:photos"):
         images = BundledPhotos()
     elif data_path == "builtin:digits":
-        images = Digits()
+        images = Digits("train")
     elif str(data_path).startswith("builtin:"):
         raise ValueError(
             f"unknown built-in dataset {data_path!r}; use builtin, builtin:photos or builtin:digits"
@@ -150,3 +166,109 @@ def build_pretrain_dataset(data_path, input_size, num_patches, in_chans=3, seed=
     else:
         images = ImageFiles(data_path)
     return MaskedImages(images, input_size, num_patches, in_chans, seed)
+
+
+# --------------------------------------------------------------------------- labelled data
+
+
+class LabelledImages(torch.utils.data.Dataset):
+    """(image, label) pairs from a list-like of PIL images (or an ImageFolder), transformed per sample.
+
+    As in pretraining, every random choice of sample `index` in epoch `epoch` (crop, flip,
+    RandAugment, random erasing) comes from generators seeded by (seed, epoch, index), so runs
+    resume exactly and do not depend on the number of processes or workers.
+    """
+
+    def __init__(self, images, labels, transform, mode, seed=0):
+        self.images, self.labels, self.transform, self.mode, self.seed = images, labels, transform, mode, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        try:
+            image = self.images[index]
+            image = (image[0] if isinstance(image, tuple) else image).convert(self.mode)
+        except Exception as error:
+            warnings.warn(f"skipping unreadable image #{index}: {error}", stacklevel=2)
+            return None
+        seed = sample_seed(self.seed, self.epoch, index)
+        state = random.getstate(), np.random.get_state()
+        try:  # timm's RandAugment draws from `random`, random erasing from torch
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                image = self.transform(image)
+        finally:
+            random.setstate(state[0])
+            np.random.set_state(state[1])
+        return image, torch.tensor(self.labels[index])
+
+
+@dataclass
+class LabelledData:
+    """What a classification job needs to know about its data."""
+
+    train_images: object
+    train_labels: list
+    val_images: object
+    val_labels: list
+    num_classes: int
+    in_chans: int
+    mean: tuple
+    std: tuple
+    hflip: float = 0.5  # digits are not mirror-symmetric: 0
+    min_scale: float = 0.08  # RandomResizedCrop's smallest area; 8x8 digits keep at least half
+    crop_pct: float = 224 / 256  # evaluation: resize to input_size / crop_pct, then centre-crop
+
+
+def load_labelled(data_path):
+    """builtin:digits, or a folder with train/ and val/ sub-folders of class folders."""
+    if data_path == "builtin:digits":
+        train, val = Digits("train"), Digits("val")
+        return LabelledData(train.images, train.labels, val.images, val.labels, Digits.num_classes, 1,
+                            (0.5,), (0.5,), hflip=0.0, crop_pct=1.0, min_scale=0.5)  # fmt: skip
+    if str(data_path).startswith("builtin"):
+        raise ValueError(f"no labels for {data_path!r}; the built-in labelled data is builtin:digits")
+    from torchvision.datasets import ImageFolder
+
+    root = Path(data_path)
+    for split in ("train", "val"):
+        if not (root / split).is_dir():
+            raise FileNotFoundError(
+                f"expected {root / split}/ with one sub-folder per class (the ImageNet layout)"
+            )
+    train, val = ImageFolder(root / "train"), ImageFolder(root / "val")
+    if train.classes != val.classes:
+        raise ValueError(f"train/ and val/ of {root} have different class folders")
+    return LabelledData(
+        train, train.targets, val, val.targets, len(train.classes), 3, IMAGENET_MEAN, IMAGENET_STD
+    )
+
+
+def eval_transform(data, input_size):
+    """Resize (bicubic) to input_size / crop_pct, centre-crop input_size, normalise."""
+    return v2.Compose([
+        v2.Resize(int(input_size / data.crop_pct), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+        v2.CenterCrop(input_size),
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(data.mean, data.std),
+    ])  # fmt: skip
+
+
+def labelled_tensors(data, split, input_size):
+    """A whole split as tensors, evaluation transform only: (images (N, C, H, W), labels (N,)). For small data."""
+    images, labels = (
+        (data.train_images, data.train_labels) if split == "train" else (data.val_images, data.val_labels)
+    )
+    dataset = LabelledImages(
+        images, labels, eval_transform(data, input_size), "L" if data.in_chans == 1 else "RGB"
+    )
+    samples = [dataset[i] for i in range(len(dataset))]
+    return torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples])

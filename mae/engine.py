@@ -113,9 +113,12 @@ def seed_everything(seed):
 
 
 def rng_states():
+    """Every global generator's full state (numpy's includes its position and cached Gaussian: timm's mixup draws there)."""
+    _, keys, position, has_gauss, cached_gauss = np.random.get_state()
     states = {
         "torch": torch.get_rng_state(),
-        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+        "numpy": torch.from_numpy(keys.astype(np.int64)),
+        "numpy_position": [int(position), int(has_gauss), float(cached_gauss)],
         "python": list(random.getstate()[1]),
     }
     if torch.cuda.is_available():
@@ -125,7 +128,10 @@ def rng_states():
 
 def set_rng_states(states):
     torch.set_rng_state(states["torch"])
-    np.random.set_state(("MT19937", states["numpy"].numpy().astype(np.uint32), 624, 0, 0.0))
+    position, has_gauss, cached_gauss = states.get("numpy_position", (624, 0, 0.0))
+    np.random.set_state(
+        ("MT19937", states["numpy"].numpy().astype(np.uint32), position, has_gauss, cached_gauss)
+    )
     random.setstate((3, tuple(states["python"]), None))
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])

@@ -1,4 +1,9 @@
-"""Model factories: the official ViT-B/L/H configurations and small ones that train on a CPU."""
+"""Model factories: the official ViT-B/L/H configurations and small ones that train on a CPU.
+
+`create_model("mae_vit_base_patch16")` builds the MAE (encoder + decoder) for pretraining;
+`create_classifier("vit_base_patch16")` builds the same encoder as a classifier, for linear
+probing and fine-tuning (the official `--model vit_base_patch16` of main_finetune.py).
+"""
 
 from .impl import impl
 
@@ -13,7 +18,21 @@ CONFIGS = {
                                   decoder_embed_dim=256, decoder_depth=4, decoder_num_heads=8),
     "mae_vit_tiny_patch8": dict(img_size=64, patch_size=8, embed_dim=192, depth=6, num_heads=3,
                                 decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4),
+    # The shipped checkpoints' architecture (see checkpoints/README.md): a few MB in float16.
+    "mae_vit_mini_patch8": dict(img_size=64, patch_size=8, embed_dim=128, depth=4, num_heads=4,
+                                decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4),
 }  # fmt: skip
+ENCODER_KEYS = (
+    "img_size",
+    "patch_size",
+    "in_chans",
+    "embed_dim",
+    "depth",
+    "num_heads",
+    "mlp_ratio",
+    "layer_norm_eps",
+)
+CLASSIFIERS = [name.removeprefix("mae_") for name in CONFIGS]  # vit_base_patch16, ...
 
 _DEFAULTS = dict(
     img_size=224, in_chans=3, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16,
@@ -26,6 +45,19 @@ def create_model(name, **overrides):
     if name not in CONFIGS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(CONFIGS)}")
     return impl.MAE(**{**_DEFAULTS, **CONFIGS[name], **overrides})
+
+
+def create_classifier(name, num_classes=1000, global_pool=True, drop_path_rate=0.0, **overrides):
+    """The encoder of `mae_<name>` as a classifier, e.g. create_classifier("vit_base_patch16", drop_path_rate=0.1)."""
+    if name not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {name!r}; choose one of: {', '.join(CLASSIFIERS)}")
+    config = {k: v for k, v in {**_DEFAULTS, **CONFIGS["mae_" + name]}.items() if k in ENCODER_KEYS}
+    return impl.VisionTransformer(
+        num_classes=num_classes,
+        global_pool=global_pool,
+        drop_path_rate=drop_path_rate,
+        **{**config, **overrides},
+    )
 
 
 def mae_vit_base_patch16(**overrides):
@@ -46,3 +78,7 @@ def mae_vit_small_patch16(**overrides):
 
 def mae_vit_tiny_patch8(**overrides):
     return create_model("mae_vit_tiny_patch8", **overrides)
+
+
+def mae_vit_mini_patch8(**overrides):
+    return create_model("mae_vit_mini_patch8", **overrides)

@@ -213,3 +213,76 @@ def show_unshuffle(model, imgs, mask_ratio=0.75, noise=None, shown=24):
     _show(bottom, _tiles(restored, w, p, C), "after gather(..., ids_restore): every token back at its patch")
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- attention maps of a trained encoder
+
+
+@torch.no_grad()
+def encoder_attentions(model, imgs):
+    """Every block's attention over the whole image (no masking): a list of (B, heads, 1 + L, 1 + L).
+
+    The weights come from each block's explicit softmax path (`attention_weights`), so this
+    works whether the blocks run the fused kernel or not; the activations are the same.
+    """
+    x = model.patch_embed(imgs) + model.pos_embed[:, 1:]  # (B, L, D)
+    cls = (model.cls_token + model.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
+    x = torch.cat([cls, x], dim=1)  # (B, 1 + L, D)
+    maps = []
+    for block in model.blocks:
+        maps.append(block.attn.attention_weights(block.norm1(x)))
+        x = block(x)
+    return maps
+
+
+def attention_rollout(maps):
+    """Attention rollout (Abnar & Zuidema, 2020): how much each output token draws on each input token.
+
+    Per block: average the heads, add the identity for the residual path, renormalise the
+    rows; then multiply the blocks' matrices from first to last. Returns (B, 1 + L, 1 + L).
+    """
+    rollout = None
+    for weights in maps:
+        a = weights.mean(dim=1)  # (B, N, N)
+        a = a + torch.eye(a.shape[-1])
+        a = a / a.sum(dim=-1, keepdim=True)
+        rollout = a if rollout is None else a @ rollout
+    return rollout
+
+
+def show_attention_maps(model, imgs, rows=None):
+    """Per image: the image, the CLS token's attention in the last block (mean over heads), and the rollout."""
+    rows = rows or imgs.shape[0]
+    h, w = model.patch_embed.grid_size
+    maps = encoder_attentions(model, imgs[:rows])
+    last = maps[-1].mean(dim=1)[:, 0, 1:].reshape(rows, h, w)  # CLS -> patches
+    rollout = attention_rollout(maps)[:, 0, 1:].reshape(rows, h, w)
+    fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.6 * rows), squeeze=False)
+    for row in range(rows):
+        _show(axes[row, 0], denormalize(imgs[row : row + 1]), "image" if row == 0 else None)
+        for ax, grid, title in ((axes[row, 1], last[row], "CLS attention, last block"),
+                                (axes[row, 2], rollout[row], "attention rollout")):  # fmt: skip
+            ax.imshow(grid.numpy(), cmap="magma")
+            ax.set_axis_off()
+            if row == 0:
+                ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def show_reconstruction_by_ratio(model, img, ratios=(0.5, 0.75, 0.9), seed=0):
+    """One image reconstructed at several mask ratios (nested masks: the same noise for all)."""
+    noise = torch.rand(1, model.patch_embed.num_patches, generator=torch.Generator().manual_seed(seed))
+    fig, axes = plt.subplots(2, len(ratios) + 1, figsize=(2.5 * (len(ratios) + 1), 5.2), squeeze=False)
+    _show(axes[0, 0], denormalize(img[:1]), "original")
+    axes[1, 0].set_axis_off()
+    for column, ratio in enumerate(ratios, start=1):
+        _, panels = reconstruct(model, img[:1], ratio, noise)
+        _show(axes[0, column], panels[f"masked {ratio:.0%}"][0], f"masked {ratio:.0%}")
+        _show(axes[1, column], panels["reconstruction + visible"][0], "reconstruction + visible")
+    if model.norm_pix_loss:
+        fig.suptitle(
+            "normalised-pixel targets: de-normalised with the true patch mean and variance", fontsize=9
+        )
+    fig.tight_layout()
+    return fig

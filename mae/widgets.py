@@ -8,7 +8,14 @@ output stays deterministic.
 import matplotlib.pyplot as plt
 import torch
 
-from .visualize import masked_images, show_patches, show_pos_embed_similarity, to_numpy_image
+from .visualize import (
+    masked_images,
+    show_patches,
+    show_pos_embed_similarity,
+    show_reconstruction,
+    show_reconstruction_by_ratio,
+    to_numpy_image,
+)
 
 
 def _explorer(draw, **sliders):
@@ -70,4 +77,27 @@ def position_picker(table, grid_size):
         lambda row, col: show_pos_embed_similarity(table, grid_size, [(row, col)]),
         row=widgets.IntSlider(value=h // 2, min=0, max=h - 1, description="row"),
         col=widgets.IntSlider(value=w // 2, min=0, max=w - 1, description="col"),
+    )
+
+
+def reconstruction_explorer(model, imgs):
+    """Pick an image, a mask ratio and a seed: see the model's reconstruction.
+
+    Without ipywidgets (a plain Python run) it returns the static figure instead: the first
+    image at mask ratios 0.5, 0.75 and 0.9.
+    """
+    try:
+        import ipywidgets as widgets
+    except ImportError:
+        return show_reconstruction_by_ratio(model, imgs[:1])
+
+    def draw(index, mask_ratio, seed):
+        noise = torch.rand(1, model.patch_embed.num_patches, generator=torch.Generator().manual_seed(seed))
+        show_reconstruction(model, imgs[index : index + 1], mask_ratio=mask_ratio, noise=noise)
+
+    return _explorer(
+        draw,
+        index=widgets.IntSlider(value=0, min=0, max=len(imgs) - 1, description="image"),
+        mask_ratio=widgets.FloatSlider(value=0.75, min=0.0, max=0.95, step=0.05, description="mask ratio"),
+        seed=widgets.IntSlider(value=0, min=0, max=20, description="seed"),
     )

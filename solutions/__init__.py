@@ -4,6 +4,7 @@ The `mae` package takes its model components from here unless MAE_IMPL=exercises
 """
 
 from .attention import Attention
+from .classifier import VisionTransformer
 from .decoder import EncoderDecoder
 from .encoder import Encoder
 from .masking import random_masking
@@ -14,5 +15,5 @@ from .transformer import Block, Mlp
 
 __all__ = [
     "Attention", "Block", "Encoder", "EncoderDecoder", "MAE", "Mlp", "PatchEmbed",
-    "get_1d_sincos_pos_embed", "get_2d_sincos_pos_embed", "random_masking",
+    "VisionTransformer", "get_1d_sincos_pos_embed", "get_2d_sincos_pos_embed", "random_masking",
 ]  # fmt: skip

@@ -517,3 +517,26 @@ def test_model_correct_variant():
     checks.check_mae(MAEEinsum)
     checks.check_encoder(MAEEinsum)
     checks.check_decoder(MAEEinsum)
+
+
+def test_classifier_mistakes_are_named():
+    class PoolsTheClsTokenToo(solutions.VisionTransformer):
+        def forward_features(self, imgs):
+            x = self.patch_embed(imgs)
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+            for block in self.blocks:
+                x = block(x)
+            return self.fc_norm(x.mean(dim=1)) if self.global_pool else self.norm(x)[:, 0]
+
+    class ForgetsPositions(solutions.VisionTransformer):
+        def forward_features(self, imgs):
+            x = self.patch_embed(imgs)
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+            for block in self.blocks:
+                x = block(x)
+            return self.fc_norm(x[:, 1:].mean(dim=1)) if self.global_pool else self.norm(x)[:, 0]
+
+    with pytest.raises(AssertionError, match="leave the CLS token out"):
+        checks.check_classifier(PoolsTheClsTokenToo)
+    with pytest.raises(AssertionError, match="add self.pos_embed"):
+        checks.check_classifier(ForgetsPositions)

@@ -168,3 +168,27 @@ def test_drop_path_drops_whole_samples_while_training():
     assert torch.equal(drop.eval()(x), x)
     block = Block(16, num_heads=2, drop_path=0.3)
     assert isinstance(block.drop_path, DropPath) and isinstance(Block(16, 2).drop_path, nn.Identity)
+
+
+def test_attention_maps_use_the_explicit_path_and_rollout_is_a_distribution():
+    from mae.visualize import attention_rollout, encoder_attentions
+
+    torch.manual_seed(0)
+    model = mae.mae_vit_tiny_patch8().eval()  # fused attention in the blocks
+    imgs = torch.randn(2, 3, 64, 64)
+    maps = encoder_attentions(model, imgs)
+    assert len(maps) == 6 and maps[0].shape == (2, 3, 65, 65)
+    torch.testing.assert_close(maps[-1].sum(-1), torch.ones(2, 3, 65))
+    rollout = attention_rollout(maps)
+    torch.testing.assert_close(rollout.sum(-1), torch.ones(2, 65))
+    # Each map is the softmax the explicit path computes inside the block for the same input.
+    with torch.no_grad():
+        x = torch.cat([(model.cls_token + model.pos_embed[:, :1]).expand(2, -1, -1),
+                       model.patch_embed(imgs) + model.pos_embed[:, 1:]], dim=1)  # fmt: skip
+        for block in model.blocks[:-1]:
+            x = block(x)
+        q, k, _ = model.blocks[-1].attn._split_heads(model.blocks[-1].norm1(x))
+        want = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).softmax(-1)
+    torch.testing.assert_close(maps[-1], want, atol=1e-5, rtol=1e-4)
+    identity = [torch.eye(5).expand(1, 2, 5, 5)] * 3
+    torch.testing.assert_close(attention_rollout(identity), torch.eye(5).expand(1, 5, 5))

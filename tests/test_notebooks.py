@@ -8,11 +8,23 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-EXERCISE_NOTEBOOKS = [p for p in NOTEBOOKS if "01" <= p.name[:2] <= "08"]
+EXERCISE_NOTEBOOKS = [p for p in NOTEBOOKS if "01" <= p.name[:2] <= "08" or p.name[:2] == "12"]
 
 
-def test_the_course_has_notebooks_00_to_08():
-    assert [p.name[:2] for p in NOTEBOOKS][:9] == [f"{i:02d}" for i in range(9)]
+def test_the_course_has_notebooks_00_to_12():
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(13)]
+
+
+def test_notebooks_10_to_12_use_the_shipped_checkpoints_and_the_real_commands():
+    text = {
+        p.name[:2]: "\n".join("".join(c["source"]) for c in json.loads(p.read_text())["cells"])
+        for p in NOTEBOOKS
+    }
+    assert "../checkpoints/mae_mini_photos.pth" in text["10"] and "reconstruction_explorer" in text["10"]
+    assert "show_attention_maps" in text["10"] and "mae_visualize_vit_large.pth" in text["10"]
+    assert "../checkpoints/mae_mini_digits.pth" in text["11"] and "linprobe.main" in text["11"]
+    assert "knn_accuracy" in text["11"] and "raw pixels" in text["11"]
+    assert "finetune.main" in text["12"] and '"--eval", "--resume"' in text["12"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -46,6 +58,7 @@ def test_widgets_where_they_help():
         "mask_ratio_explorer" in text["03"]
         and "patch_picker" in text["01"]
         and "position_picker" in text["02"]
+        and "reconstruction_explorer" in text["10"]
     )
 
 

@@ -80,7 +80,7 @@ def test_datasets_and_errors(tmp_path):
     assert collate_skipping_unreadable([None, dataset[1]])[0].shape == (1, 3, 32, 32)
 
     digits = build_pretrain_dataset("builtin:digits", 16, 4, in_chans=1)
-    assert digits[0][0].shape == (1, 16, 16) and len(digits) == 1797
+    assert digits[0][0].shape == (1, 16, 16) and len(digits) == 1437  # the training split only
     with pytest.raises(FileNotFoundError, match="data folder not found: .*missing"):
         build_pretrain_dataset(str(tmp_path / "missing"), 32, 16)
     (tmp_path / "empty").mkdir()

@@ -40,3 +40,23 @@ def test_import_from_timm(pair, tmp_path):
         torch.testing.assert_close(
             fresh.forward_encoder(imgs, 0.0)[0], vit.forward_features(imgs), atol=1e-4, rtol=1e-4
         )
+
+
+@pytest.mark.parametrize("global_pool", ["avg", "token"])
+def test_our_classifier_is_timms_vision_transformer(global_pool):
+    """Same keys, shapes and logits as timm's VisionTransformer (the official fine-tuned checkpoints' layout)."""
+    from functools import partial
+
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    ours = mae.create_classifier("vit_tiny_patch8", num_classes=10, global_pool=global_pool == "avg").eval()
+    vit = VisionTransformer(img_size=64, patch_size=8, embed_dim=192, depth=6, num_heads=3, num_classes=10,
+                            global_pool=global_pool, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6)).eval()  # fmt: skip
+    theirs = vit.state_dict()
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in theirs.items()]
+    with torch.no_grad():
+        ours.head.weight.normal_()  # a head that does not hide differences
+        vit.load_state_dict(ours.state_dict(), strict=True)
+        imgs = torch.randn(2, 3, 64, 64)
+        torch.testing.assert_close(ours(imgs), vit(imgs), atol=1e-5, rtol=1e-5)

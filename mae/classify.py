@@ -1,0 +1,196 @@
+"""What linear probing (mae.linprobe) and fine-tuning (mae.finetune) share.
+
+Both put the pretrained encoder under a linear head and train it with the same engine as
+pretraining (mae.engine: DDP, AMP, atomic checkpoints, exact resume); both evaluate acc@1
+and acc@5 after every epoch and with `--eval --resume <checkpoint>`, which also reads the
+official fine-tuned checkpoints.
+"""
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import distributed
+from .checkpoint import (
+    DECODER_PREFIXES,
+    CheckpointError,
+    describe_mismatch,
+    read_checkpoint,
+    resize_pos_embed,
+    state_dict_from,
+)
+from .datasets import LabelledImages, collate_skipping_unreadable, eval_transform, load_labelled
+from .engine import Job, add_engine_args, fit, seed_everything
+from .models import CLASSIFIERS
+
+
+def get_args_parser(description, presets, **defaults):
+    p = argparse.ArgumentParser(description=description)
+    add_engine_args(p, **defaults)
+    p.add_argument("--preset", choices=sorted(presets), default=None,
+                   help="an official recipe's flags (explicit flags still win): " + "; ".join(
+                       f"{name}: " + " ".join(f"--{k} {v}" for k, v in flags.items()) for name, flags in presets.items()))  # fmt: skip
+    p.add_argument("--effective_batch", type=int, default=None,
+                   help="set --accum_iter so that batch_size x accum_iter x processes equals this")  # fmt: skip
+    p.add_argument("--model", default="vit_large_patch16", choices=CLASSIFIERS)
+    p.add_argument(
+        "--finetune", default="", help="MAE checkpoint whose encoder to start from (official or own)"
+    )
+    p.add_argument(
+        "--data_path", default="builtin:digits", help="folder with train/ and val/, or builtin:digits"
+    )
+    p.add_argument("--nb_classes", type=int, default=None, help="default: the number of classes in the data")
+    p.add_argument(
+        "--eval", action="store_true", help="only evaluate the --resume checkpoint on the val split"
+    )
+    return p
+
+
+def parse_args(parser, presets, argv=None):
+    """Two passes: a --preset sets defaults, then the command line overrides them."""
+    known, _ = parser.parse_known_args(argv)
+    if known.preset:
+        parser.set_defaults(**presets[known.preset])
+    return parser.parse_args(argv)
+
+
+def finish_args(args, context):
+    if args.effective_batch:
+        per_pass = args.batch_size * context.world_size
+        if args.effective_batch % per_pass:
+            raise ValueError(
+                f"--effective_batch {args.effective_batch} is not a multiple of batch_size x processes ({per_pass})"
+            )
+        args.accum_iter = args.effective_batch // per_pass
+    if args.lr is None:
+        args.lr = args.blr * args.batch_size * args.accum_iter * context.world_size / 256
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def load_pretrained_encoder(model, path):
+    """Start `model` (a VisionTransformer) from the encoder in an MAE checkpoint: pretrain or visualize
+    files (official or this project's), with the position table resampled if the grid differs.
+    The decoder, and any head, are dropped; the head stays as initialised."""
+    state = state_dict_from(read_checkpoint(path), path)
+    state = {k: v for k, v in state.items() if not k.startswith((*DECODER_PREFIXES, "head.", "fc_norm."))}
+    if getattr(model, "global_pool", False):
+        state = {k: v for k, v in state.items() if not k.startswith("norm.")}  # fc_norm replaces it
+    wanted = model.state_dict()
+    if "pos_embed" in state and state["pos_embed"].shape[1] != wanted["pos_embed"].shape[1]:
+        state["pos_embed"] = resize_pos_embed(state["pos_embed"], model.patch_embed.grid_size)
+    encoder_keys = {k: v for k, v in wanted.items() if not k.startswith(("head.", "fc_norm."))}
+    problems = describe_mismatch(encoder_keys, state)
+    if problems:
+        raise CheckpointError(f"the encoder in {path} does not fit --model:\n  - " + "\n  - ".join(problems))
+    model.load_state_dict(state, strict=False)
+
+
+def load_classifier(model, path):
+    """Load a whole classifier checkpoint (this project's or an official fine-tuned one), strictly."""
+    state = state_dict_from(read_checkpoint(path), path)
+    problems = describe_mismatch(model.state_dict(), state)
+    if problems:
+        raise CheckpointError(f"{path} does not fit this classifier:\n  - " + "\n  - ".join(problems))
+    model.load_state_dict(state)
+
+
+# --------------------------------------------------------------------------- data and evaluation
+
+
+class EveryNth(torch.utils.data.Sampler):
+    """Rank r of w evaluates samples r, r + w, ...: every sample exactly once, no padding duplicates."""
+
+    def __init__(self, length, context):
+        self.indices = range(context.rank, length, context.world_size)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+
+@torch.no_grad()
+def evaluate(model, dataset, args, context, dtype=None):
+    """{"acc1", "acc5", "loss"} over the whole dataset (percentages, as the official logs)."""
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=args.batch_size, sampler=EveryNth(len(dataset), context),
+        num_workers=args.num_workers, collate_fn=collate_skipping_unreadable,
+    )  # fmt: skip
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(4, dtype=torch.float64, device=context.device)  # loss sum, top-1, top-k, count
+    for batch in loader:
+        if batch is None:
+            continue
+        imgs, labels = (t.to(context.device, non_blocking=True) for t in batch)
+        with torch.autocast(context.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = model(imgs)
+        k = min(5, logits.shape[1])
+        top = logits.float().topk(k, dim=1).indices  # (B, k)
+        hits = top == labels[:, None]
+        totals += torch.stack([
+            F.cross_entropy(logits.float(), labels, reduction="sum"), hits[:, 0].sum(), hits.any(1).sum(),
+            torch.tensor(float(len(labels)), device=context.device),
+        ]).double()  # fmt: skip
+    if context.distributed:
+        torch.distributed.all_reduce(totals)
+    model.train(was_training)
+    loss, top1, topk, count = totals.tolist()
+    count = max(count, 1)
+    return {"acc1": 100 * top1 / count, "acc5": 100 * topk / count, "loss": loss / count}
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run(args, name, build):
+    """Set up processes and data, let `build(args, context, data)` make (model, optimizer, train transform,
+    compute_loss), then evaluate (--eval) or train, evaluating after every epoch."""
+    context = distributed.init(args.device)
+    try:
+        if context.is_main:
+            Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        seed_everything(args.seed + context.rank)
+        finish_args(args, context)
+        data = load_labelled(args.data_path)
+        if args.nb_classes is None:
+            args.nb_classes = data.num_classes
+        model, optimizer, train_transform, compute_loss = build(args, context, data)
+        model.to(context.device)
+        mode = "L" if data.in_chans == 1 else "RGB"
+        val = LabelledImages(data.val_images, data.val_labels, eval_transform(data, args.input_size), mode)
+        from .engine import amp_dtype
+
+        dtype = amp_dtype(args, context.device)
+        if args.eval:
+            if not args.resume:
+                raise ValueError(
+                    "--eval needs --resume <checkpoint> (a fine-tuned or linear-probe checkpoint)"
+                )
+            load_classifier(model, args.resume)
+            stats = evaluate(model, val, args, context, dtype)
+            if context.is_main:
+                print(f"{args.resume}: acc@1 {stats['acc1']:.2f}%  acc@5 {stats['acc5']:.2f}%  loss "
+                      f"{stats['loss']:.4f} on {len(val)} images", flush=True)  # fmt: skip
+            return stats
+        train = LabelledImages(data.train_images, data.train_labels, train_transform, mode, seed=args.seed)
+        best = {"acc1": -math.inf}
+
+        def end_of_epoch(epoch, step):
+            stats = evaluate(model, val, args, context, dtype)
+            best["acc1"] = max(best["acc1"], stats["acc1"])
+            if context.is_main:
+                print(f"epoch {epoch}: acc@1 {stats['acc1']:.2f}%  acc@5 {stats['acc5']:.2f}%  "
+                      f"(best acc@1 {best['acc1']:.2f}%) on {len(val)} images", flush=True)  # fmt: skip
+            return {"acc1": stats["acc1"], "acc5": stats["acc5"], "val_loss": stats["loss"]}, None
+
+        fit(args, context, Job(model, optimizer, train, compute_loss, end_of_epoch, name=name))
+        return evaluate(model, val, args, context, dtype)
+    finally:
+        distributed.finish(context)

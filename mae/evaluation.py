@@ -1,0 +1,57 @@
+"""Frozen-feature evaluation: features of a whole dataset, k-NN accuracy, a linear probe on stored features.
+
+The notebooks compare encoders (pretrained, random, raw pixels) with these; `mae.linprobe`
+trains the same head (`probe_head`, LARS) end to end with augmentation on real datasets.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from .linprobe import lars, probe_head
+
+
+@torch.no_grad()
+def extract_features(model, images, batch_size=256):
+    """(N, C, H, W) images -> (N, D) features from model.forward_features (eval mode)."""
+    was_training = model.training
+    model.eval()
+    features = torch.cat(
+        [model.forward_features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    )
+    model.train(was_training)
+    return features
+
+
+@torch.no_grad()
+def knn_accuracy(train_features, train_labels, test_features, test_labels, k=20, temperature=0.07):
+    """Weighted k-NN on cosine similarity (each neighbour votes exp(similarity / T)), as in DINO; returns a fraction."""
+    train, test = F.normalize(train_features.float(), dim=1), F.normalize(test_features.float(), dim=1)
+    similarity, neighbours = (test @ train.T).topk(k, dim=1)  # (N_test, k)
+    votes = torch.zeros(len(test), int(train_labels.max()) + 1)
+    votes.scatter_add_(1, train_labels[neighbours], (similarity / temperature).exp())
+    return (votes.argmax(1) == test_labels).float().mean().item()
+
+
+def probe_accuracy(
+    train_features, train_labels, test_features, test_labels, epochs=100, lr=1.0, batch_size=256, seed=0
+):
+    """Train MAE's probe head (BatchNorm without affine, Linear; LARS, cosine schedule) on stored features; test accuracy."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        head = probe_head(train_features.shape[1], int(train_labels.max()) + 1)
+    optimizer = lars(head, lr, weight_decay=0.0)
+    steps = epochs * -(-len(train_features) // batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    for _ in range(epochs):
+        order = torch.randperm(len(train_features), generator=generator)
+        for i in range(0, len(order), batch_size):
+            batch = order[i : i + batch_size]
+            loss = F.cross_entropy(head(train_features[batch]), train_labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    head.eval()
+    with torch.no_grad():
+        return (head(test_features).argmax(1) == test_labels).float().mean().item()
