@@ -125,6 +125,18 @@ class BundledPhotos:
         return self.photos[index % len(self.photos)]
 
 
+def load_digits():
+    """scikit-learn's digits as (images (1797, 8, 8) in 0..16, labels (1797,)), what sklearn.datasets.load_digits gives.
+
+    Read straight from the file scikit-learn ships: importing scikit-learn itself takes seconds.
+    """
+    import importlib.util
+
+    package = Path(importlib.util.find_spec("sklearn").submodule_search_locations[0])
+    table = np.loadtxt(package / "datasets" / "data" / "digits.csv.gz", delimiter=",")
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+
+
 class Digits:
     """scikit-learn's 1,797 handwritten digits, 8x8 grayscale, as PIL images with their labels.
 
@@ -135,16 +147,14 @@ class Digits:
     num_classes = 10
 
     def __init__(self, split="all"):
-        from sklearn.datasets import load_digits
-
         if split not in ("all", "train", "val"):
             raise ValueError(f"split must be 'all', 'train' or 'val', got {split!r}")
-        digits = load_digits()
-        order = np.random.default_rng(0).permutation(len(digits.images))
+        images, targets = load_digits()
+        order = np.random.default_rng(0).permutation(len(images))
         cut = int(0.8 * len(order))
         chosen = {"all": np.arange(len(order)), "train": order[:cut], "val": order[cut:]}[split]
-        self.images = [Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)) for i in chosen]
-        self.labels = digits.target[chosen].tolist()
+        self.images = [Image.fromarray((images[i] * 255 / 16).astype(np.uint8)) for i in chosen]
+        self.labels = targets[chosen].tolist()
 
     def __len__(self):
         return len(self.images)

@@ -26,11 +26,11 @@ class Context:
 def init(device="cuda"):
     """Join the process group that torchrun (or the SLURM launcher) described in the environment.
 
-    NCCL on GPUs, gloo on CPUs. Without RANK/WORLD_SIZE in the environment: one process.
+    NCCL on GPUs, gloo on CPUs. Without RANK/WORLD_SIZE in the environment, or with a world of one: one process.
     """
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was asked for, but no GPU is visible; pass --device cpu")
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", 1)) == 1:  # one process: no group needed
         return Context(device=torch.device(device))
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", 0))

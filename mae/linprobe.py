@@ -83,10 +83,19 @@ def build(args, context, data):
     return model, optimizer, transform, compute_loss
 
 
-def main(argv=None):
-    args = classify.parse_args(get_args_parser(), PRESETS, argv)
+def run(args):
+    """Train (or, with --eval, evaluate) with parsed arguments; returns the final validation statistics."""
     return classify.run(args, "linear probing", build)
 
 
+def main(argv=None):
+    return run(classify.parse_args(get_args_parser(), PRESETS, argv))
+
+
+def cli(argv=None):
+    """The console script: like main, without returning the statistics (which sys.exit would print)."""
+    main(argv)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -1,4 +1,4 @@
-"""Pretraining on a SLURM cluster through submitit: one task per GPU, many nodes.
+"""Pretraining, linear probing or fine-tuning on a SLURM cluster through submitit: one task per GPU, many nodes.
 
     python -m mae.submit --nodes 8 --ngpus 8 --partition learnlab --timeout 4320 \\
         --model mae_vit_large_patch16 --batch_size 64 --accum_iter 1 --epochs 800 --warmup_epochs 40 \\
@@ -6,7 +6,12 @@
         --data_path /datasets/imagenet --output_dir /checkpoints/mae_vit_large
 
 That is the paper's ViT-L recipe: 8 nodes x 8 GPUs x 64 images = an effective batch of 4096
-(lr = 1.5e-4 * 4096 / 256 = 2.4e-3). Every flag after the SLURM ones is a `mae.pretrain` flag.
+(lr = 1.5e-4 * 4096 / 256 = 2.4e-3). Every flag after the SLURM ones is a `mae.pretrain` flag;
+with `--job finetune` or `--job linprobe` they are that job's flags (presets included):
+
+    python -m mae.submit --job finetune --nodes 4 --ngpus 8 --preset vit_base \
+        --finetune mae_pretrain_vit_base.pth --data_path /datasets/imagenet --output_dir /checkpoints/ft_vitb
+
 A preempted or timed-out job is requeued and resumes from output_dir/checkpoint-last.pth.
 """
 
@@ -14,12 +19,20 @@ import argparse
 import os
 from pathlib import Path
 
-from . import pretrain
+from . import finetune, linprobe, pretrain
+
+# job -> (its argument parser, its presets, the function that runs it with parsed arguments)
+JOBS = {
+    "pretrain": (pretrain.get_args_parser, {}, pretrain.main),
+    "linprobe": (linprobe.get_args_parser, linprobe.PRESETS, linprobe.run),
+    "finetune": (finetune.get_args_parser, finetune.PRESETS, finetune.run),
+}
 
 
-def get_args_parser():
-    parser = argparse.ArgumentParser("MAE pretraining on SLURM", parents=[pretrain.get_args_parser()], add_help=True,
+def get_args_parser(job="pretrain"):
+    parser = argparse.ArgumentParser(f"MAE {job} on SLURM", parents=[JOBS[job][0]()], add_help=True,
                                      conflict_handler="resolve")  # fmt: skip
+    parser.add_argument("--job", choices=sorted(JOBS), default="pretrain")
     parser.add_argument("--nodes", type=int, default=1)
     parser.add_argument("--ngpus", type=int, default=8, help="GPUs per node")
     parser.add_argument("--timeout", type=int, default=4320, help="minutes per job")
@@ -34,6 +47,7 @@ def get_args_parser():
 
 
 SLURM_FLAGS = (
+    "job",
     "nodes",
     "ngpus",
     "timeout",
@@ -47,16 +61,30 @@ SLURM_FLAGS = (
 )
 
 
+def parse_args(argv=None):
+    """The --job first, then that job's flags (its --preset applied) and the SLURM ones."""
+    job = argparse.ArgumentParser(add_help=False)
+    job.add_argument("--job", choices=sorted(JOBS), default="pretrain")
+    known, _ = job.parse_known_args(argv)
+    parser, presets = get_args_parser(known.job), JOBS[known.job][1]
+    preset = argparse.ArgumentParser(add_help=False)
+    preset.add_argument("--preset", default=None)
+    chosen = preset.parse_known_args(argv)[0].preset
+    if chosen in presets:
+        parser.set_defaults(**presets[chosen])
+    return parser.parse_args(argv)
+
+
 def engine_args(args):
-    """The mae.pretrain arguments, without the SLURM ones."""
+    """The job's own arguments, without the SLURM ones."""
     return argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in SLURM_FLAGS})
 
 
 class Trainer:
     """The callable submitit runs in every task; requeued on preemption or timeout."""
 
-    def __init__(self, args):
-        self.args = args
+    def __init__(self, args, job="pretrain"):
+        self.args, self.job = args, job
 
     def __call__(self):
         import submitit
@@ -67,28 +95,28 @@ class Trainer:
             RANK=str(env.global_rank), WORLD_SIZE=str(env.num_tasks), LOCAL_RANK=str(env.local_rank),
             MASTER_ADDR=env.hostnames[0], MASTER_PORT=os.environ.get("MASTER_PORT", "29500"),
         )  # fmt: skip
-        pretrain.main(self.args)
+        JOBS[self.job][2](self.args)
 
     def checkpoint(self):
         import submitit
 
         # The run resumes by itself from output_dir/checkpoint-last.pth.
-        return submitit.helpers.DelayedSubmission(Trainer(self.args))
+        return submitit.helpers.DelayedSubmission(Trainer(self.args, self.job))
 
 
 def main(argv=None):
     import submitit
 
-    args = get_args_parser().parse_args(argv)
+    args = parse_args(argv)
     job_dir = Path(args.job_dir or Path(args.output_dir) / "submitit")
     executor = submitit.AutoExecutor(folder=job_dir, slurm_max_num_timeout=30)
     slurm = {k: getattr(args, k) for k in ("partition", "account", "qos", "constraint") if getattr(args, k)}
     executor.update_parameters(
         nodes=args.nodes, tasks_per_node=args.ngpus, gpus_per_node=args.ngpus, cpus_per_task=args.cpus_per_task,
-        mem_gb=args.mem_gb or 40 * args.ngpus, timeout_min=args.timeout, name="mae_pretrain",
+        mem_gb=args.mem_gb or 40 * args.ngpus, timeout_min=args.timeout, name=f"mae_{args.job}",
         **{f"slurm_{k}": v for k, v in slurm.items()},
     )  # fmt: skip
-    job = executor.submit(Trainer(engine_args(args)))
+    job = executor.submit(Trainer(engine_args(args), args.job))
     print(f"submitted job {job.job_id}; logs in {job_dir}")
     return job
 

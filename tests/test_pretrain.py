@@ -104,6 +104,16 @@ def run(args, **kwargs):
     return subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env, **kwargs)
 
 
+def run_here(args):
+    """The same command in this process (no interpreter start-up), on one thread like the subprocesses."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return pretrain.main(pretrain.get_args_parser().parse_args(args[3:]))  # drop "python -m mae.pretrain"
+    finally:
+        torch.set_num_threads(threads)
+
+
 def losses(out):
     lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     return [(line["step"], line["loss"]) for line in lines if line["kind"] == "train"]
@@ -113,9 +123,7 @@ def test_kill_9_and_resume_reproduces_the_uninterrupted_run(tmp_path):
     data = make_folder(tmp_path / "data")
     steps = ["--max_steps", "14", "--save_every", "3"]
     straight = tmp_path / "straight"
-    result = run(command(data, straight, *steps))
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "effective batch 8" in result.stdout and "world size 1" in result.stdout
+    run_here(command(data, straight, *steps))
     reference = losses(straight)
     assert [s for s, _ in reference] == list(range(1, 15))
     epochs = [
@@ -148,12 +156,12 @@ def test_kill_9_and_resume_reproduces_the_uninterrupted_run(tmp_path):
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path):
     data = make_folder(tmp_path / "data", count=16, corrupt=False)
     out = tmp_path / "run"
-    result = run(
-        command(data, out, "--lr", "1e30", "--warmup_epochs", "0", "--save_every", "1", "--max_steps", "20")
-    )
-    assert result.returncode != 0
-    assert "FloatingPointError: loss is" in result.stderr and "at step" in result.stderr
-    assert "The last good checkpoint" in result.stderr
+    with pytest.raises(FloatingPointError, match=r"loss is .* at step \d+ .*The last good checkpoint"):
+        run_here(
+            command(
+                data, out, "--lr", "1e30", "--warmup_epochs", "0", "--save_every", "1", "--max_steps", "20"
+            )
+        )
     checkpoint = mae.read_checkpoint(out / "checkpoint-last.pth")
     assert all(torch.isfinite(v).all() for v in checkpoint["model"].values())
 
@@ -165,8 +173,7 @@ def test_torchrun_two_processes_equal_one_process(tmp_path):
     data = make_folder(tmp_path / "data", count=32, corrupt=False)
     steps = ["--max_steps", "3", "--save_every", "100"]
     single = tmp_path / "single"
-    result = run(command(data, single, *steps))
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_here(command(data, single, *steps))
 
     double = tmp_path / "double"
     torchrun = str(Path(sys.executable).parent / "torchrun")
@@ -209,3 +216,44 @@ def test_submitit_trainer_runs_the_engine(tmp_path, monkeypatch):
         os.environ.update(saved)
     checkpoint = mae.read_checkpoint(tmp_path / "run" / "checkpoint-last.pth")
     assert checkpoint["step"] == 2 and checkpoint["model_config"]["in_chans"] == 1
+
+
+def test_submitit_runs_fine_tuning_with_its_preset(tmp_path, monkeypatch):
+    import submitit
+
+    from mae import submit
+
+    args = submit.parse_args(
+        ["--job", "finetune", "--preset", "vit_base", "--model", "vit_mini_patch8", "--input_size", "32",
+         "--device", "cpu", "--num_workers", "0", "--batch_size", "8", "--effective_batch", "8", "--max_steps", "1",
+         "--output_dir", str(tmp_path / "run")]
+    )  # fmt: skip
+    assert (args.job, args.layer_decay, args.blr, args.mixup) == (
+        "finetune",
+        0.65,
+        5e-4,
+        0.8,
+    )  # the preset, under flags
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MASTER_PORT", "29534")
+    saved = dict(os.environ)
+    try:
+        executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="debug")
+        executor.submit(submit.Trainer(submit.engine_args(args), args.job)).result()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert mae.read_checkpoint(tmp_path / "run" / "checkpoint-last.pth")["step"] == 1
+
+
+def test_digits_are_scikit_learns():
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from mae.datasets import Digits, load_digits
+
+    images, labels = load_digits()
+    reference = sklearn_digits()
+    assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
+    train, val = Digits("train"), Digits("val")
+    assert len(train) == 1437 and len(val) == 360 and sorted(set(val.labels)) == list(range(10))
