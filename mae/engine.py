@@ -34,6 +34,8 @@ from .checkpoint import atomic_save, read_checkpoint, state_dict_from
 from .datasets import collate_skipping_unreadable
 
 LAST = "checkpoint-last.pth"
+# torch's fused AdamW kernel, per device type: it pays on GPUs; on CPUs see docs/performance.md.
+FUSED_ADAMW = {"cuda": True, "cpu": False}
 
 
 def add_engine_args(p, *, epochs, warmup_epochs, batch_size, blr, weight_decay):

@@ -20,6 +20,7 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import param_groups_layer_decay
 
 from . import classify
+from .engine import FUSED_ADAMW
 from .models import create_classifier
 
 _RECIPE = dict(effective_batch=1024, batch_size=32, warmup_epochs=5, weight_decay=0.05, mixup=0.8, cutmix=1.0,
@@ -87,7 +88,9 @@ def build(args, context, data):
     groups = param_groups_layer_decay(
         model, args.weight_decay, model.no_weight_decay(), layer_decay=args.layer_decay
     )
-    optimizer = torch.optim.AdamW(groups, lr=args.lr, fused=context.device.type == "cuda")
+    optimizer = torch.optim.AdamW(
+        groups, lr=args.lr, fused=FUSED_ADAMW.get(context.device.type, False) or None
+    )
     transform = create_transform(
         args.input_size, is_training=True, scale=(data.min_scale, 1.0), hflip=data.hflip, color_jitter=None,
         auto_augment=None if args.aa == "none" else args.aa, interpolation="bicubic", re_prob=args.reprob,

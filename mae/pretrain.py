@@ -17,6 +17,7 @@ import torch
 from . import distributed
 from .datasets import build_pretrain_dataset
 from .engine import (  # noqa: F401  (re-exported: the pieces pretraining is made of)
+    FUSED_ADAMW,
     LAST,
     Job,
     Log,
@@ -108,7 +109,7 @@ def train(args, context):
         param_groups(model, args.weight_decay),
         lr=args.lr,
         betas=(0.9, 0.95),
-        fused=context.device.type == "cuda",
+        fused=FUSED_ADAMW.get(context.device.type, False) or None,
     )
 
     def compute_loss(train_model, imgs, noise):

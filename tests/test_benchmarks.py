@@ -25,8 +25,32 @@ def test_training_flops_per_image(name, gflops):
 
 def test_benchmark_runs_and_reports_every_variant(tmp_path, capsys):
     results = pretrain_speed.main(
-        ["--batch_size", "4", "--steps", "1", "--warmup", "1", "--json", str(tmp_path / "r.json")]
+        [
+            "--batch_size",
+            "4",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+            "--rounds",
+            "1",
+            "--ceiling_size",
+            "256",
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
     )
-    assert [r["variant"] for r in results] == ["baseline", "production"]
+    assert [r["variant"] for r in results] == [
+        "baseline",
+        "+ SDPA",
+        "+ no host sync",
+        "+ fused AdamW",
+        "production",
+    ]
+    assert results[0]["settings"] == pretrain_speed.BASELINE and results[-1]["settings"]["sdpa"]
     assert all(r["images_per_s"] > 0 and 0 < r["mfu"] for r in results)
-    assert "vs baseline" in capsys.readouterr().out and (tmp_path / "r.json").exists()
+    assert (
+        "vs baseline" in (out := capsys.readouterr().out)
+        and "at the ceiling" in out and "linear layers only" in out
+        and (tmp_path / "r.json").exists()
+    )
