@@ -2,6 +2,8 @@
 
     python benchmarks/pretrain_speed.py                      # CPU: the tiny configuration, 2 threads
     python benchmarks/pretrain_speed.py --device cuda --model mae_vit_base_patch16 --input_size 224 --batch_size 256 --compile
+    python benchmarks/pretrain_speed.py --device cuda --model mae_vit_large_patch16 --input_size 224 --batch_size 256 \
+        --data /tmp/jpegs --make_jpegs 20000 --workers 16      # + end to end on real JPEG files
 
 Each row runs the same training step (forward, backward, AdamW step) on synthetic data in this
 one process, one after the other, so that their ratios are comparable on a noisy machine. The rows
@@ -16,6 +18,9 @@ add one lever at a time to the official recipe:
 - + torch.compile (with --compile): the model compiled.
 
 "production" is what the engine (mae/engine.py) runs by default on this device, measured again.
+With --data, two more rows run the production step end to end on a folder of JPEG files (--make_jpegs
+writes one from the bundled photographs): decoded by PIL in DataLoader workers (the default path), and
+read by the workers but decoded, cropped and resized on the device (--gpu_decode, mae/device_decode.py).
 FLOPs are counted, not measured: per transformer block 24*n*w^2 + 4*n^2*w forward FLOPs over n tokens
 of width w (plus patch embedding, decoder embedding and prediction head), training = 3 x forward.
 The ceiling for utilisation is this machine's own matrix-multiply rate, measured here (best of 5);
@@ -23,6 +28,7 @@ The ceiling for utilisation is this machine's own matrix-multiply rate, measured
 """
 
 import argparse
+import gc
 import json
 import resource
 import sys
@@ -184,6 +190,75 @@ def run_variant(name, settings, args, device):
             "peak_memory_gib": memory, "flops_per_image": train_flops_per_image(model, args.mask_ratio)}  # fmt: skip
 
 
+def make_jpegs(folder, count, seed=0):
+    """`count` JPEGs of about ImageNet's size (crops of the bundled photographs, 300-500 px, quality 90)."""
+    import numpy as np
+    from PIL import Image
+
+    from mae.data import SAMPLE_IMAGES, sample_photo
+
+    photos = [sample_photo(name) for name in SAMPLE_IMAGES]
+    rng = np.random.default_rng(seed)
+    (folder / "train").mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        largest = min(500, *photo.shape[:2])
+        h, w = (int(v) for v in rng.integers(min(300, largest), largest + 1, size=2))
+        top, left = int(rng.integers(0, photo.shape[0] - h + 1)), int(rng.integers(0, photo.shape[1] - w + 1))
+        Image.fromarray(photo[top : top + h, left : left + w]).save(
+            folder / "train" / f"{i:06d}.jpg", quality=90
+        )
+
+
+def run_end_to_end(name, args, device, gpu_decode):
+    """The production step fed by a DataLoader over real JPEG files: decoded by PIL in workers, or on the device."""
+    from torch.utils.data import DataLoader
+
+    from mae.datasets import ImageFiles, build_pretrain_dataset, collate_skipping_unreadable
+    from mae.device_decode import EncodedMaskedImages, collate_encoded, decode_batch
+
+    torch.manual_seed(0)
+    model = create_model(args.model, img_size=args.input_size).to(device)
+    settings = production(device)
+    optimizer = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-4, betas=(0.9, 0.95),
+                                  fused=True if settings["fused_adamw"] else None)  # fmt: skip
+    dtype = torch.bfloat16 if settings["bf16"] else None
+    L = model.patch_embed.num_patches
+    if gpu_decode:
+        dataset, collate = EncodedMaskedImages(ImageFiles(args.data).files, L), collate_encoded
+    else:
+        dataset, collate = (
+            build_pretrain_dataset(str(args.data), args.input_size, L),
+            collate_skipping_unreadable,
+        )
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers, drop_last=True,
+                        collate_fn=collate, pin_memory=device.type == "cuda", persistent_workers=args.workers > 0,
+                        prefetch_factor=4 if args.workers > 0 else None)  # fmt: skip
+    needed = args.warmup + args.steps
+    if len(loader) < needed:
+        raise ValueError(f"{args.data} gives {len(loader)} batches; --warmup + --steps need {needed}")
+    images, start = 0, None
+    for i, batch in enumerate(loader):
+        if i == args.warmup:
+            synchronize(device)
+            start, images = time.perf_counter(), 0
+        if i == needed:
+            break
+        imgs, noise = (
+            decode_batch(batch, args.input_size, device) if gpu_decode else (t.to(device) for t in batch)
+        )
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss, _, _ = model(imgs, mask_ratio=args.mask_ratio, noise=noise)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        images += imgs.shape[0]
+    synchronize(device)
+    return {"variant": name, "settings": {**settings, "gpu_decode": gpu_decode},
+            "images_per_s": images / (time.perf_counter() - start), "peak_memory_gib": float("nan"),
+            "flops_per_image": train_flops_per_image(model, args.mask_ratio)}  # fmt: skip
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -207,6 +282,10 @@ def main(argv=None):
     )
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="a folder of JPEGs (with train/): also measure end to end, PIL decoding vs device decoding")  # fmt: skip
+    parser.add_argument("--make_jpegs", type=int, default=0, help="first write this many JPEGs into --data")
+    parser.add_argument("--workers", type=int, default=16, help="DataLoader workers for the end-to-end rows")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -224,19 +303,29 @@ def main(argv=None):
         )
         hardware = f"CPU, {args.threads} threads"
     rows = [*levers(device, args.compile), ("production", production(device))]
-    # Rounds: every row once per round, interleaved, then the median of each: drift and noise hit all rows alike.
-    rounds = [
-        [run_variant(name, settings, args, device) for name, settings in rows] for _ in range(args.rounds)
-    ]
+    # Rounds: every row once per round, each round starting one row later (so that no row always runs first
+    # or last), then the median of each row: drift and noise hit all rows alike.
+    measured = {name: [] for name, _ in rows}
+    for r in range(args.rounds):
+        for name, settings in rows[r % len(rows) :] + rows[: r % len(rows)]:
+            measured[name].append(run_variant(name, settings, args, device))
+            gc.collect()
     results = []
-    for row in zip(*rounds):
+    for row in measured.values():
         speeds = sorted(r["images_per_s"] for r in row)
         results.append({**row[0], "images_per_s": speeds[len(speeds) // 2], "all_images_per_s": speeds,
                         "peak_memory_gib": max(r["peak_memory_gib"] for r in row)})  # fmt: skip
     baseline = results[0]["images_per_s"]
+    if args.data:
+        if args.make_jpegs:
+            make_jpegs(args.data, args.make_jpegs)
+        for name, gpu_decode in (("end to end, PIL", False), ("end to end, device", True)):
+            row = run_end_to_end(name, args, device, gpu_decode)
+            row["vs_synthetic"] = row["images_per_s"] / results[-1]["images_per_s"]
+            results.append(row)
 
     print(f"{args.model}, image {args.input_size}, batch {args.batch_size}, mask {args.mask_ratio}, {hardware}, "
-          f"median of {args.rounds} interleaved rounds of {args.steps} steps; "
+          f"median of {args.rounds} rotated rounds of {args.steps} steps; "
           f"ceiling ({ceiling_name}, measured) {ceiling / 1e12:.3f} TFLOP/s; torch {torch.__version__}")  # fmt: skip
     print(
         f"{'variant':18s} {'images/s':>10s} {'GFLOP/img':>10s} {'TFLOP/s':>9s} {'MFU':>7s} {'peak GiB':>9s} {'vs baseline':>12s}"
@@ -245,7 +334,8 @@ def main(argv=None):
         achieved = r["images_per_s"] * r["flops_per_image"]
         r.update(tflops=achieved / 1e12, mfu=achieved / ceiling, speedup=r["images_per_s"] / baseline)
         print(f"{r['variant']:18s} {r['images_per_s']:10.1f} {r['flops_per_image'] / 1e9:10.2f} {r['tflops']:9.3f} "
-              f"{r['mfu']:7.1%} {r['peak_memory_gib']:9.2f} {r['speedup']:11.2f}x")  # fmt: skip
+              f"{r['mfu']:7.1%} {r['peak_memory_gib']:9.2f} {r['speedup']:11.2f}x"
+              + (f"  ({r['vs_synthetic']:.0%} of production on synthetic data)" if "vs_synthetic" in r else ""))  # fmt: skip
     at_ceiling = ceiling / results[0]["flops_per_image"]
     print(f"{'at the ceiling':18s} {at_ceiling:10.1f} {'':10s} {ceiling / 1e12:9.3f} {1:7.1%} {'':9s} "
           f"{at_ceiling / baseline:11.2f}x")  # fmt: skip

@@ -214,6 +214,8 @@ class Job:
     end_of_epoch: callable = None  # (epoch_done, step) -> (log record fields, TensorBoard image or None)
     extra_state: callable = None  # () -> dict saved in every checkpoint
     name: str = "training"
+    collate: callable = collate_skipping_unreadable
+    prepare: callable = None  # (batch, device) -> tensors on the device, or None; default: move every tensor
 
 
 def fit(args, context, job):
@@ -288,7 +290,7 @@ def fit(args, context, job):
         sampler.start = position.step_in_epoch * per_step
         loader = DataLoader(
             dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
-            pin_memory=device.type == "cuda", drop_last=True, collate_fn=collate_skipping_unreadable,
+            pin_memory=device.type == "cuda", drop_last=True, collate_fn=job.collate,
             generator=loader_generator, persistent_workers=False,
         )  # fmt: skip
         progress = tqdm(total=steps_per_epoch, initial=position.step_in_epoch, desc=f"epoch {position.epoch}",
@@ -298,11 +300,16 @@ def fit(args, context, job):
         micro = 0
         optimizer.zero_grad(set_to_none=True)  # a partial accumulation left by the last epoch is dropped
         for batch in loader:
+            if batch is not None:
+                batch = (
+                    job.prepare(batch, device)
+                    if job.prepare
+                    else [t.to(device, non_blocking=True) for t in batch]
+                )
             if batch is None:
                 skipped += args.batch_size
                 continue
             skipped += args.batch_size - batch[0].shape[0]
-            batch = [t.to(device, non_blocking=True) for t in batch]
             last_micro = micro == args.accum_iter - 1
             if micro == 0:
                 lr = learning_rate(position.epoch + position.step_in_epoch / steps_per_epoch, args)

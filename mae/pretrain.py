@@ -44,6 +44,8 @@ def get_args_parser():
     p.add_argument(
         "--norm_pix_loss", action="store_true", help="normalised-pixel targets (the paper's default)"
     )
+    p.add_argument("--gpu_decode", action="store_true",
+                   help="decode JPEGs (and crop, resize) on the training device; workers only read files")  # fmt: skip
     p.add_argument(
         "--data_path",
         default="builtin",
@@ -64,15 +66,21 @@ def param_groups(model, weight_decay):
 
 
 @torch.no_grad()
-def reconstruction_grid(model, dataset, count=4):
+def reconstruction_grid(model, dataset, count=4, prepare=None):
     """Rows of (original, masked, reconstruction + visible) for the first images, with fixed noise."""
     from torchvision.utils import make_grid
 
+    from .datasets import collate_skipping_unreadable
     from .visualize import reconstruct
 
+    device = next(model.parameters()).device
     samples = [dataset[i] for i in range(count)]
-    imgs = torch.stack([s[0] for s in samples if s is not None]).to(next(model.parameters()).device)
-    noise = torch.stack([s[1] for s in samples if s is not None]).to(imgs.device)
+    if prepare is None:
+        imgs, noise = (t.to(device) for t in collate_skipping_unreadable(samples))
+    else:  # --gpu_decode: the samples are still encoded
+        from .device_decode import collate_encoded
+
+        imgs, noise = prepare(collate_encoded(samples), device)
     was_training = model.training
     model.eval()
     _, panels = reconstruct(model, imgs, 0.75, noise)
@@ -100,9 +108,24 @@ def train(args, context):
         args.model, img_size=args.input_size, in_chans=args.in_chans, norm_pix_loss=args.norm_pix_loss
     )
     model.to(context.device)
-    dataset = build_pretrain_dataset(
-        args.data_path, args.input_size, model.patch_embed.num_patches, args.in_chans, args.seed
-    )
+    job_data = {}
+    if args.gpu_decode:
+        from .datasets import ImageFiles
+        from .device_decode import EncodedMaskedImages, collate_encoded, decode_batch
+
+        if args.in_chans != 3 or str(args.data_path).startswith("builtin"):
+            raise ValueError("--gpu_decode reads RGB image files: give --data_path a folder of JPEGs")
+        dataset = EncodedMaskedImages(
+            ImageFiles(args.data_path).files, model.patch_embed.num_patches, args.seed
+        )
+        job_data = dict(
+            collate=collate_encoded,
+            prepare=lambda batch, device: decode_batch(batch, args.input_size, device),
+        )
+    else:
+        dataset = build_pretrain_dataset(
+            args.data_path, args.input_size, model.patch_embed.num_patches, args.in_chans, args.seed
+        )
     if args.lr is None:
         args.lr = args.blr * args.batch_size * args.accum_iter * context.world_size / 256
     optimizer = torch.optim.AdamW(
@@ -117,9 +140,15 @@ def train(args, context):
         return loss
 
     def end_of_epoch(epoch, step):
-        return {}, reconstruction_grid(model, dataset) if context.is_main else None
+        return {}, reconstruction_grid(
+            model, dataset, prepare=job_data.get("prepare")
+        ) if context.is_main else None
 
-    fit(args, context, Job(model, optimizer, dataset, compute_loss, end_of_epoch, name="pretraining"))
+    fit(
+        args,
+        context,
+        Job(model, optimizer, dataset, compute_loss, end_of_epoch, name="pretraining", **job_data),
+    )
     return model
 
 

@@ -51,6 +51,19 @@ def test_benchmark_runs_and_reports_every_variant(tmp_path, capsys):
     assert all(r["images_per_s"] > 0 and 0 < r["mfu"] for r in results)
     assert (
         "vs baseline" in (out := capsys.readouterr().out)
-        and "at the ceiling" in out and "linear layers only" in out
+        and "at the ceiling" in out
+        and "linear layers only" in out
         and (tmp_path / "r.json").exists()
+    )
+
+
+def test_end_to_end_rows_on_real_jpegs(tmp_path, capsys):
+    results = pretrain_speed.main(
+        ["--batch_size", "4", "--steps", "1", "--warmup", "1", "--rounds", "1", "--ceiling_size", "256",
+         "--data", str(tmp_path / "jpegs"), "--make_jpegs", "8", "--workers", "0"]
+    )  # fmt: skip
+    assert [r["variant"] for r in results][-2:] == ["end to end, PIL", "end to end, device"]
+    assert (
+        all(r["images_per_s"] > 0 for r in results)
+        and "of production on synthetic data" in capsys.readouterr().out
     )

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 import mae
+import mae.device_decode
 from mae import pretrain
 from mae.datasets import build_pretrain_dataset, collate_skipping_unreadable
 
@@ -257,3 +258,60 @@ def test_digits_are_scikit_learns():
     assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
     train, val = Digits("train"), Digits("val")
     assert len(train) == 1437 and len(val) == 360 and sorted(set(val.labels)) == list(range(10))
+
+
+def make_jpegs(root, count=12):
+    from mae.data import SAMPLE_IMAGES, sample_photo
+
+    rng = np.random.default_rng(1)
+    (root / "train").mkdir(parents=True)
+    for i in range(count):
+        photo = sample_photo(SAMPLE_IMAGES[i % len(SAMPLE_IMAGES)])
+        top, left = rng.integers(0, 150, size=2)
+        Image.fromarray(photo[top : top + 120, left : left + 100]).save(
+            root / "train" / f"{i}.jpg", quality=90
+        )
+    Image.fromarray(photo[:50, :60]).save(root / "train" / "other.png")  # not a JPEG: decoded on the CPU
+    (root / "train" / "broken.jpg").write_bytes((root / "train" / "0.jpg").read_bytes()[:300])
+
+
+def test_device_decoding_matches_the_pil_pipeline_and_trains(tmp_path):
+    """--gpu_decode (here on the CPU device): same crops as PIL decoding up to resampling, skips bad files, trains."""
+    from torchvision.transforms import v2
+
+    from mae.datasets import ImageFiles
+    from mae.device_decode import EncodedMaskedImages, collate_encoded, decode_batch
+
+    make_jpegs(tmp_path / "data")
+    files = ImageFiles(tmp_path / "data").files
+    dataset = EncodedMaskedImages(files, num_patches=16, seed=0)
+    with pytest.warns(UserWarning, match="skipping unreadable image"):  # the truncated file
+        imgs, noise = decode_batch(
+            collate_encoded([dataset[i] for i in range(len(files))]), 32, torch.device("cpu")
+        )
+    assert imgs.shape == (len(files) - 1, 3, 32, 32) and noise.shape == (
+        len(files) - 1,
+        16,
+    )  # broken.jpg skipped
+
+    garbage = torch.frombuffer(bytearray(b"\xff\xd8" + bytes(range(200))), dtype=torch.uint8)
+    good, _, _ = dataset[0]
+    with pytest.warns(UserWarning, match="skipping an undecodable JPEG"):  # fails the batch: found one by one
+        decoded = mae.device_decode._decode_all([good, garbage], torch.device("cpu"))
+    assert decoded[0].shape[0] == 3 and decoded[1] is None
+
+    index = next(i for i, f in enumerate(files) if f.name == "1.jpg")
+    _, box, _ = dataset[index]
+    top, left, h, w, flip = box.tolist()
+    by_device, _ = decode_batch(collate_encoded([dataset[index]]), 32, torch.device("cpu"))
+    with Image.open(files[index]) as image:
+        crop = v2.functional.resized_crop(v2.functional.pil_to_tensor(image.convert("RGB")), top, left, h, w, [32, 32],
+                                          interpolation=v2.InterpolationMode.BICUBIC, antialias=True)  # fmt: skip
+    reference = mae.data.normalize((crop.flip(-1) if flip else crop).float().div(255).unsqueeze(0))
+    assert (by_device - reference).abs().mean() < 0.05  # two JPEG decoders and resamplers, the same crop
+
+    out = tmp_path / "run"
+    run_here(command(tmp_path / "data", out, "--gpu_decode", "--max_steps", "2", "--epochs", "1"))
+    assert (
+        mae.read_checkpoint(out / "checkpoint-last.pth")["step"] == 1
+    )  # 13 files / batch 8: one step per epoch

@@ -1,0 +1,113 @@
+"""JPEG decoding on the GPU: workers only read bytes and draw the crop; the GPU decodes, crops and resizes.
+
+With --gpu_decode, pretraining's data workers no longer decode images (the CPU bottleneck of
+ViT-L at thousands of images per second): each sample is the file's bytes, the crop box and flip
+drawn exactly as before from the generator seeded by (seed, epoch, index), and the masking noise.
+The training process then decodes the whole batch with `torchvision.io.decode_jpeg(device=...)`
+(nvJPEG on GPUs), and crops, resizes (bicubic, antialiased), flips and normalises on the device.
+
+Files that are not JPEG are decoded by torchvision on the CPU; a file that cannot be decoded is
+skipped and counted, as in the CPU path. On a CPU device everything runs there (what the tests use).
+"""
+
+import warnings
+
+import torch
+from PIL import Image
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
+from torchvision.transforms import RandomResizedCrop
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from .data import IMAGENET_MEAN, IMAGENET_STD
+
+JPEG_MAGIC = b"\xff\xd8"
+
+
+class EncodedMaskedImages(torch.utils.data.Dataset):
+    """(file bytes, crop box and flip (5,), masking noise (L,)), fixed by (seed, epoch, index); None if unreadable."""
+
+    def __init__(self, files, num_patches, seed=0, scale=(0.2, 1.0)):
+        self.files, self.num_patches, self.seed, self.scale = files, num_patches, seed, scale
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        from .datasets import sample_seed
+
+        path = self.files[index]
+        try:
+            with Image.open(path) as image:  # reads the header only: the size, no pixels
+                width, height = image.size
+            data = read_file(str(path))
+        except Exception as error:
+            warnings.warn(f"skipping unreadable image #{index}: {error}", stacklevel=2)
+            return None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed(self.seed, self.epoch, index))
+            shape_only = torch.empty(()).expand(3, height, width)  # what get_params reads, without pixels
+            top, left, h, w = RandomResizedCrop.get_params(shape_only, list(self.scale), [3 / 4, 4 / 3])
+            flip = int(torch.rand(1) < 0.5)
+            noise = torch.rand(self.num_patches)
+        return data, torch.tensor([top, left, h, w, flip]), noise
+
+
+def collate_encoded(batch):
+    """(all files' bytes end to end, their lengths, boxes, noise), or None when nothing was readable.
+
+    One flat byte tensor, not a list: a worker hands each tensor to the main process as a shared-memory
+    file, and hundreds of small ones per batch exhaust or race the file descriptors.
+    """
+    batch = [sample for sample in batch if sample is not None]
+    if not batch:
+        return None
+    datas, boxes, noise = zip(*batch)
+    lengths = torch.tensor([len(d) for d in datas])
+    return torch.cat(datas), lengths, torch.stack(boxes), torch.stack(noise)
+
+
+def _decode_all(datas, device):
+    """Decode every file: JPEGs in one batched call on `device`, others on the CPU; None for failures."""
+    images = [None] * len(datas)
+    jpegs = [i for i, d in enumerate(datas) if bytes(d[:2].tolist()) == JPEG_MAGIC]
+    try:
+        decoded = decode_jpeg([datas[i] for i in jpegs], mode=ImageReadMode.RGB, device=device)
+        for i, image in zip(jpegs, decoded):
+            images[i] = image
+    except RuntimeError:  # one bad file fails the batch: decode one by one to find it
+        for i in jpegs:
+            try:
+                images[i] = decode_jpeg(datas[i], mode=ImageReadMode.RGB, device=device)
+            except RuntimeError as error:
+                warnings.warn(f"skipping an undecodable JPEG: {error}", stacklevel=2)
+    for i in set(range(len(datas))) - set(jpegs):
+        try:
+            images[i] = decode_image(datas[i], mode=ImageReadMode.RGB).to(device)
+        except RuntimeError as error:
+            warnings.warn(f"skipping an undecodable image: {error}", stacklevel=2)
+    return images
+
+
+def decode_batch(batch, input_size, device):
+    """A collate_encoded batch -> (images (B, 3, S, S) normalised on `device`, noise on `device`), or None."""
+    flat, lengths, boxes, noise = batch
+    datas = list(torch.split(flat, lengths.tolist()))
+    images = _decode_all(datas, device)
+    kept = [i for i, image in enumerate(images) if image is not None]
+    if not kept:
+        return None
+    crops = []
+    for i in kept:
+        top, left, h, w, flip = boxes[i].tolist()
+        crop = TF.resized_crop(images[i].unsqueeze(0).float(), top, left, h, w, [input_size, input_size],
+                               interpolation=InterpolationMode.BICUBIC, antialias=True)  # fmt: skip
+        crops.append(crop.flip(-1) if flip else crop)
+    x = torch.cat(crops).div_(255).clamp_(0, 1)  # (B, 3, S, S)
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    return (x - mean) / std, noise[kept].to(device, non_blocking=True)
