@@ -30,6 +30,7 @@ lint: venv
 
 test: lint
 	OMP_NUM_THREADS=2 $(PY) -m pytest
+	OMP_NUM_THREADS=2 $(PY) -m pytest -m integration
 	$(MAKE) notebooks-test
 
 # Every notebook, twice: nbval compares the committed outputs, then papermill runs them with other parameters.

@@ -58,7 +58,7 @@ def parse_args(parser, presets, argv=None):
 
 
 def finish_args(args, context):
-    if args.effective_batch:
+    if args.effective_batch and not args.eval:
         per_pass = args.batch_size * context.world_size
         if args.effective_batch % per_pass:
             raise ValueError(

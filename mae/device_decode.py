@@ -6,18 +6,20 @@ drawn exactly as before from the generator seeded by (seed, epoch, index), and t
 The training process then decodes the whole batch with `torchvision.io.decode_jpeg(device=...)`
 (nvJPEG on GPUs), and crops, resizes (bicubic, antialiased), flips and normalises on the device.
 
-Files that are not JPEG are decoded by torchvision on the CPU; a file that cannot be decoded is
-skipped and counted, as in the CPU path. On a CPU device everything runs there (what the tests use).
+Files that the batched JPEG decoder cannot read (other formats, CMYK or damaged JPEGs) are decoded
+with PIL on the CPU; a file that PIL cannot read either is skipped and counted, as in the CPU path. On a CPU device everything runs there (what the tests use).
 """
 
+import io
 import warnings
 
 import torch
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
+from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
+from torchvision.transforms.v2.functional import pil_to_tensor
 
 from .data import IMAGENET_MEAN, IMAGENET_STD
 
@@ -71,25 +73,34 @@ def collate_encoded(batch):
     return torch.cat(datas), lengths, torch.stack(boxes), torch.stack(noise)
 
 
+def _decode_with_pil(data):
+    """Any format PIL reads (BMP, TIFF, GIF, 16-bit PNG, CMYK JPEG, ...) -> (3, H, W) uint8 on the CPU."""
+    with Image.open(io.BytesIO(data.numpy().tobytes())) as image:
+        return pil_to_tensor(image.convert("RGB"))
+
+
 def _decode_all(datas, device):
-    """Decode every file: JPEGs in one batched call on `device`, others on the CPU; None for failures."""
+    """Decode every file: JPEGs in one batched call on `device`; anything that call cannot do (other formats,
+    CMYK or damaged JPEGs) with PIL on the CPU; None for what PIL cannot read either."""
     images = [None] * len(datas)
     jpegs = [i for i, d in enumerate(datas) if bytes(d[:2].tolist()) == JPEG_MAGIC]
-    try:
-        decoded = decode_jpeg([datas[i] for i in jpegs], mode=ImageReadMode.RGB, device=device)
-        for i, image in zip(jpegs, decoded):
-            images[i] = image
-    except RuntimeError:  # one bad file fails the batch: decode one by one to find it
-        for i in jpegs:
-            try:
-                images[i] = decode_jpeg(datas[i], mode=ImageReadMode.RGB, device=device)
-            except RuntimeError as error:
-                warnings.warn(f"skipping an undecodable JPEG: {error}", stacklevel=2)
-    for i in set(range(len(datas))) - set(jpegs):
+    if jpegs:
         try:
-            images[i] = decode_image(datas[i], mode=ImageReadMode.RGB).to(device)
-        except RuntimeError as error:
-            warnings.warn(f"skipping an undecodable image: {error}", stacklevel=2)
+            decoded = decode_jpeg([datas[i] for i in jpegs], mode=ImageReadMode.RGB, device=device)
+            for i, image in zip(jpegs, decoded):
+                images[i] = image
+        except RuntimeError:  # one bad file fails the batch: decode one by one to find it
+            for i in jpegs:
+                try:
+                    images[i] = decode_jpeg(datas[i], mode=ImageReadMode.RGB, device=device)
+                except RuntimeError:
+                    pass  # left to PIL below
+    for i in range(len(datas)):
+        if images[i] is None:
+            try:
+                images[i] = _decode_with_pil(datas[i]).to(device)
+            except Exception as error:
+                warnings.warn(f"skipping an undecodable image: {error}", stacklevel=2)
     return images
 
 

@@ -34,8 +34,8 @@ from .checkpoint import atomic_save, read_checkpoint, state_dict_from
 from .datasets import collate_skipping_unreadable
 
 LAST = "checkpoint-last.pth"
-# torch's fused AdamW kernel, per device type: it pays on GPUs; on CPUs see docs/performance.md.
-FUSED_ADAMW = {"cuda": True, "cpu": False}
+# torch's fused AdamW kernel, per device type (docs/performance.md: it pays on CPUs too).
+FUSED_ADAMW = {"cuda": True, "cpu": True}
 
 
 def add_engine_args(p, *, epochs, warmup_epochs, batch_size, blr, weight_decay):
@@ -114,7 +114,7 @@ def seed_everything(seed):
     random.seed(seed)
 
 
-def rng_states():
+def rng_states(device=None):
     """Every global generator's full state (numpy's includes its position and cached Gaussian: timm's mixup draws there)."""
     _, keys, position, has_gauss, cached_gauss = np.random.get_state()
     states = {
@@ -123,20 +123,20 @@ def rng_states():
         "numpy_position": [int(position), int(has_gauss), float(cached_gauss)],
         "python": list(random.getstate()[1]),
     }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":  # this rank's GPU only: a resume may see fewer GPUs
+        states["cuda"] = torch.cuda.get_rng_state(device)
     return states
 
 
-def set_rng_states(states):
+def set_rng_states(states, device=None):
     torch.set_rng_state(states["torch"])
     position, has_gauss, cached_gauss = states.get("numpy_position", (624, 0, 0.0))
     np.random.set_state(
         ("MT19937", states["numpy"].numpy().astype(np.uint32), position, has_gauss, cached_gauss)
     )
     random.setstate((3, tuple(states["python"]), None))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if "cuda" in states and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
 
 
 class Log:
@@ -191,7 +191,7 @@ def resume(args, model, optimizer, scaler, context):
         scaler.load_state_dict(checkpoint["scaler"])
     if "step" in checkpoint:  # this project's checkpoints: the exact position
         rngs = checkpoint["rng"]
-        set_rng_states(rngs[context.rank] if context.rank < len(rngs) else rngs[0])
+        set_rng_states(rngs[context.rank] if context.rank < len(rngs) else rngs[0], context.device)
         return Position(checkpoint["step"], checkpoint["epoch"], checkpoint["step_in_epoch"]), path
     return Position(epoch=checkpoint.get("epoch", -1) + 1), path  # official files saved finished epochs
 
@@ -253,7 +253,10 @@ def fit(args, context, job):
     step_on_device = torch.full((), float(position.step), dtype=torch.float64, device=device)
 
     def raise_if_non_finite():
-        step, value = first_bad.tolist()  # one host sync
+        bad = first_bad.clone()
+        if context.distributed:  # every rank stops together, not only the one that saw it
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+        step, value = bad.tolist()  # one host sync
         if step >= 0:
             raise FloatingPointError(
                 f"loss is {value} at step {int(step)} (epoch {position.epoch}); stopping. The last good "
@@ -262,7 +265,7 @@ def fit(args, context, job):
 
     def save(name, epoch, step_in_epoch):
         raise_if_non_finite()
-        rng = [rng_states()]
+        rng = [rng_states(context.device)]
         if context.distributed:
             gathered = [None] * context.world_size
             torch.distributed.all_gather_object(gathered, rng[0])

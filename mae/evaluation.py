@@ -27,7 +27,7 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, k=20,
     """Weighted k-NN on cosine similarity (each neighbour votes exp(similarity / T)), as in DINO; returns a fraction."""
     train, test = F.normalize(train_features.float(), dim=1), F.normalize(test_features.float(), dim=1)
     similarity, neighbours = (test @ train.T).topk(k, dim=1)  # (N_test, k)
-    votes = torch.zeros(len(test), int(train_labels.max()) + 1)
+    votes = torch.zeros(len(test), int(train_labels.max()) + 1, device=test.device)
     votes.scatter_add_(1, train_labels[neighbours], (similarity / temperature).exp())
     return (votes.argmax(1) == test_labels).float().mean().item()
 
@@ -47,6 +47,8 @@ def probe_accuracy(
         order = torch.randperm(len(train_features), generator=generator)
         for i in range(0, len(order), batch_size):
             batch = order[i : i + batch_size]
+            if len(batch) < 2:  # BatchNorm cannot train on one sample
+                continue
             loss = F.cross_entropy(head(train_features[batch]), train_labels[batch])
             optimizer.zero_grad()
             loss.backward()

@@ -16,6 +16,7 @@ batch 1024, warm-up 5 epochs, RandAugment rand-m9-mstd0.5-inc1, random erasing 0
 import torch
 from PIL import Image
 from timm.data import Mixup, auto_augment, create_transform
+from timm.data.mixup import mixup_target
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import param_groups_layer_decay
 
@@ -97,6 +98,10 @@ def build(args, context, data):
         re_mode=args.remode, re_count=args.recount, mean=data.mean, std=data.std,
     )  # fmt: skip
     mixup = None
+    if (args.mixup > 0 or args.cutmix > 0) and args.batch_size % 2:
+        raise ValueError(
+            f"mixup and cutmix pair the images of a batch: --batch_size must be even, not {args.batch_size}"
+        )
     if args.mixup > 0 or args.cutmix > 0:
         mixup = Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, prob=args.mixup_prob,
                       switch_prob=args.mixup_switch_prob, mode=args.mixup_mode, label_smoothing=args.smoothing,
@@ -109,6 +114,12 @@ def build(args, context, data):
 
     def compute_loss(train_model, imgs, labels):
         if mixup is not None:
+            if (
+                len(imgs) == 1
+            ):  # nothing to mix with (a batch shrunk by unreadable files): smoothed labels only
+                return criterion(
+                    train_model(imgs), mixup_target(labels, args.nb_classes, smoothing=args.smoothing)
+                )
             if len(imgs) % 2:  # timm's mixup pairs images: drop one when a skipped file made the batch odd
                 imgs, labels = imgs[:-1], labels[:-1]
             imgs, labels = mixup(imgs, labels)

@@ -57,6 +57,7 @@ def test_benchmark_runs_and_reports_every_variant(tmp_path, capsys):
     )
 
 
+@pytest.mark.integration
 def test_end_to_end_rows_on_real_jpegs(tmp_path, capsys):
     results = pretrain_speed.main(
         ["--batch_size", "4", "--steps", "1", "--warmup", "1", "--rounds", "1", "--ceiling_size", "256",

@@ -72,6 +72,7 @@ def _weights(path):
     return read_checkpoint(path)["model"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("job", [linprobe, finetune])
 def test_killed_run_resumes_exactly_and_eval_reads_the_checkpoint(job, pretrained, tmp_path):
     """Stopped after 2 steps and started again = 4 steps in one go (RandAugment, erasing, mixup, cutmix included)."""
@@ -98,6 +99,7 @@ def test_killed_run_resumes_exactly_and_eval_reads_the_checkpoint(job, pretraine
     assert 0 <= stats["acc1"] <= stats["acc5"] <= 100
 
 
+@pytest.mark.integration
 def test_eval_reads_the_official_fine_tuned_format(tmp_path, capsys):
     """Official fine-tuned files are {"model": timm-style ViT weights with fc_norm and head}."""
     torch.manual_seed(0)

@@ -62,6 +62,7 @@ def test_widgets_where_they_help():
     )
 
 
+@pytest.mark.integration
 def test_a_learner_with_the_stub_sees_a_helpful_failure(monkeypatch):
     """Notebook 01 run on the unmodified exercises: the check cell fails and says what to write."""
     monkeypatch.setenv("MAE_IMPL", "exercises")

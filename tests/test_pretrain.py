@@ -120,6 +120,7 @@ def losses(out):
     return [(line["step"], line["loss"]) for line in lines if line["kind"] == "train"]
 
 
+@pytest.mark.integration
 def test_kill_9_and_resume_reproduces_the_uninterrupted_run(tmp_path):
     data = make_folder(tmp_path / "data")
     steps = ["--max_steps", "14", "--save_every", "3"]
@@ -154,6 +155,7 @@ def test_kill_9_and_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert losses(killed) == reference  # every step's loss, bit for bit
 
 
+@pytest.mark.integration
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path):
     data = make_folder(tmp_path / "data", count=16, corrupt=False)
     out = tmp_path / "run"
@@ -167,6 +169,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path):
     assert all(torch.isfinite(v).all() for v in checkpoint["model"].values())
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(
     shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="torchrun missing"
 )
@@ -194,6 +197,7 @@ def test_torchrun_two_processes_equal_one_process(tmp_path):
         assert s1 == s2 and l1 == pytest.approx(l2, abs=1e-5)
 
 
+@pytest.mark.integration
 def test_submitit_trainer_runs_the_engine(tmp_path, monkeypatch):
     """The SLURM entry point, run by submitit's in-process debug executor (no cluster needed)."""
     import submitit
@@ -219,6 +223,7 @@ def test_submitit_trainer_runs_the_engine(tmp_path, monkeypatch):
     assert checkpoint["step"] == 2 and checkpoint["model_config"]["in_chans"] == 1
 
 
+@pytest.mark.integration
 def test_submitit_runs_fine_tuning_with_its_preset(tmp_path, monkeypatch):
     import submitit
 
@@ -272,9 +277,11 @@ def make_jpegs(root, count=12):
             root / "train" / f"{i}.jpg", quality=90
         )
     Image.fromarray(photo[:50, :60]).save(root / "train" / "other.png")  # not a JPEG: decoded on the CPU
+    Image.fromarray(photo[:40, :40]).save(root / "train" / "other.bmp")
     (root / "train" / "broken.jpg").write_bytes((root / "train" / "0.jpg").read_bytes()[:300])
 
 
+@pytest.mark.integration
 def test_device_decoding_matches_the_pil_pipeline_and_trains(tmp_path):
     """--gpu_decode (here on the CPU device): same crops as PIL decoding up to resampling, skips bad files, trains."""
     from torchvision.transforms import v2
@@ -296,7 +303,9 @@ def test_device_decoding_matches_the_pil_pipeline_and_trains(tmp_path):
 
     garbage = torch.frombuffer(bytearray(b"\xff\xd8" + bytes(range(200))), dtype=torch.uint8)
     good, _, _ = dataset[0]
-    with pytest.warns(UserWarning, match="skipping an undecodable JPEG"):  # fails the batch: found one by one
+    with pytest.warns(
+        UserWarning, match="skipping an undecodable image"
+    ):  # fails the batch, then PIL: skipped
         decoded = mae.device_decode._decode_all([good, garbage], torch.device("cpu"))
     assert decoded[0].shape[0] == 3 and decoded[1] is None
 
