@@ -65,21 +65,25 @@ def train_flops_per_image(model, mask_ratio):
     return 3 * forward
 
 
-def matmul_ceiling(device, dtype, size, repeats=10, trials=5):
-    """This device's measured dense matrix-multiply rate in FLOP/s (the best of `trials`)."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    best = 0.0
+def best_matmul_seconds(a, b, device, trials=5, repeats=5):
+    """The fastest of `trials` timings of a @ b (each the mean of `repeats`), after a warm-up product."""
+    a @ b
+    best = float("inf")
     for _ in range(trials):
         synchronize(device)
         start = time.perf_counter()
         for _ in range(repeats):
             a @ b
         synchronize(device)
-        best = max(best, 2 * size**3 * repeats / (time.perf_counter() - start))
+        best = min(best, (time.perf_counter() - start) / repeats)
     return best
+
+
+def matmul_ceiling(device, dtype, size, repeats=10, trials=5):
+    """This device's measured dense matrix-multiply rate in FLOP/s (the best of `trials`)."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    return 2 * size**3 / best_matmul_seconds(a, b, device, trials, repeats)
 
 
 def linear_layers_floor(model, args, device, dtype, trials=5, repeats=5):
@@ -101,16 +105,7 @@ def linear_layers_floor(model, args, device, dtype, trials=5, repeats=5):
     seconds = 0.0
     for (m, k, n), count in shapes.items():
         a, b = torch.randn(m, k, device=device, dtype=dtype), torch.randn(k, n, device=device, dtype=dtype)
-        a @ b
-        best = float("inf")
-        for _ in range(trials):
-            synchronize(device)
-            start = time.perf_counter()
-            for _ in range(repeats):
-                a @ b
-            synchronize(device)
-            best = min(best, (time.perf_counter() - start) / repeats)
-        seconds += best * count
+        seconds += best_matmul_seconds(a, b, device, trials, repeats) * count
     return B / seconds
 
 

@@ -197,36 +197,38 @@ def test_torchrun_two_processes_equal_one_process(tmp_path):
         assert s1 == s2 and l1 == pytest.approx(l2, abs=1e-5)
 
 
+def submit_in_debug_executor(trainer, jobs_folder, monkeypatch, port):
+    """Run a submit.Trainer in submitit's in-process debug executor, keeping the SLURM-like variables it sets
+    (RANK, WORLD_SIZE, ...) out of the other tests."""
+    import submitit
+
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    saved = dict(os.environ)
+    try:
+        submitit.AutoExecutor(folder=jobs_folder, cluster="debug").submit(trainer).result()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.mark.integration
 def test_submitit_trainer_runs_the_engine(tmp_path, monkeypatch):
     """The SLURM entry point, run by submitit's in-process debug executor (no cluster needed)."""
-    import submitit
-
     from mae import submit
 
     args = submit.get_args_parser().parse_args(
         ["--model", "mae_vit_tiny_patch8", "--input_size", "32", "--data_path", "builtin:digits", "--device", "cpu",
          "--num_workers", "0", "--batch_size", "8", "--max_steps", "2", "--output_dir", str(tmp_path / "run")]
     )  # fmt: skip
-    args = submit.engine_args(args)
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("MASTER_PORT", "29533")
-    saved = dict(os.environ)
-    try:
-        executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="debug")
-        executor.submit(submit.Trainer(args)).result()
-    finally:  # the Trainer sets RANK, WORLD_SIZE, ... as SLURM tasks need; keep them out of other tests
-        os.environ.clear()
-        os.environ.update(saved)
+    submit_in_debug_executor(submit.Trainer(submit.engine_args(args)), tmp_path / "jobs", monkeypatch, 29533)
     checkpoint = mae.read_checkpoint(tmp_path / "run" / "checkpoint-last.pth")
     assert checkpoint["step"] == 2 and checkpoint["model_config"]["in_chans"] == 1
 
 
 @pytest.mark.integration
 def test_submitit_runs_fine_tuning_with_its_preset(tmp_path, monkeypatch):
-    import submitit
-
     from mae import submit
 
     args = submit.parse_args(
@@ -234,22 +236,11 @@ def test_submitit_runs_fine_tuning_with_its_preset(tmp_path, monkeypatch):
          "--device", "cpu", "--num_workers", "0", "--batch_size", "8", "--effective_batch", "8", "--max_steps", "1",
          "--output_dir", str(tmp_path / "run")]
     )  # fmt: skip
-    assert (args.job, args.layer_decay, args.blr, args.mixup) == (
-        "finetune",
-        0.65,
-        5e-4,
-        0.8,
-    )  # the preset, under flags
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("MASTER_PORT", "29534")
-    saved = dict(os.environ)
-    try:
-        executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="debug")
-        executor.submit(submit.Trainer(submit.engine_args(args), args.job)).result()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    preset = (args.job, args.layer_decay, args.blr, args.mixup)
+    assert preset == ("finetune", 0.65, 5e-4, 0.8)  # the preset's values, under the flags given
+    submit_in_debug_executor(
+        submit.Trainer(submit.engine_args(args), args.job), tmp_path / "jobs", monkeypatch, 29534
+    )
     assert mae.read_checkpoint(tmp_path / "run" / "checkpoint-last.pth")["step"] == 1
 
 
