@@ -27,6 +27,7 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) scripts/make_exercises.py --check
+	$(PY) scripts/sync_notebooks.py --check
 
 test: lint
 	OMP_NUM_THREADS=2 $(PY) -m pytest

@@ -1,9 +1,11 @@
 """Masked Autoencoders (He et al., 2021), built step by step in the course and used for real pretraining.
 
-The model components come from `solutions/` (the reference) or, with MAE_IMPL=exercises,
-from the learner's `exercises/`; see `mae.impl`.
+The model components (mae.MAE, mae.Attention, ...) come from `solutions/` (the reference) or,
+with MAE_IMPL=exercises, from the learner's `exercises/`, with the reference standing in for
+the steps not written yet; see `mae.impl`. They are looked up on first use.
 """
 
+from . import impl
 from .checkpoint import (
     CheckpointError,
     UnsafeCheckpointError,
@@ -13,7 +15,6 @@ from .checkpoint import (
     resize_pos_embed,
     save_checkpoint,
 )
-from .impl import IMPL_NAME, impl
 from .models import (
     CLASSIFIERS,
     CONFIGS,
@@ -27,17 +28,20 @@ from .models import (
     mae_vit_tiny_patch8,
 )
 
-MAE = impl.MAE
-VisionTransformer = impl.VisionTransformer
-Encoder = impl.Encoder
-EncoderDecoder = impl.EncoderDecoder
-PatchEmbed = impl.PatchEmbed
-Attention = impl.Attention
-Mlp = impl.Mlp
-Block = impl.Block
-random_masking = impl.random_masking
-get_1d_sincos_pos_embed = impl.get_1d_sincos_pos_embed
-get_2d_sincos_pos_embed = impl.get_2d_sincos_pos_embed
+COMPONENTS = (
+    "MAE", "VisionTransformer", "Encoder", "EncoderDecoder", "PatchEmbed", "Attention", "Mlp", "Block",
+    "random_masking", "get_1d_sincos_pos_embed", "get_2d_sincos_pos_embed",
+)  # fmt: skip
+
+
+def __getattr__(name):
+    """mae.MAE and the other components, from the implementation selected by mae.impl; mae.IMPL_NAME names it."""
+    if name in COMPONENTS:
+        return getattr(impl.components(), name)
+    if name == "IMPL_NAME":
+        return impl.selected()[0]
+    raise AttributeError(f"module 'mae' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .impl import impl
+from .impl import components
 
 DECODER_PREFIXES = ("mask_token", "decoder_")
 HEAD_PREFIXES = ("head.", "fc_norm.")
@@ -319,7 +319,7 @@ def model_from_checkpoint(path, map_location="cpu"):
                 f"fine-tuning (--finetune), or download a checkpoint with a decoder:\n{OFFICIAL_DOWNLOADS}"
             )
         config = infer_config(state, checkpoint)
-    model = impl.MAE(**config)
+    model = components().MAE(**config)
     problems = describe_mismatch(model.state_dict(), state)
     if problems:
         raise CheckpointError(f"checkpoint {path} is inconsistent:\n  - " + "\n  - ".join(problems))

@@ -4,9 +4,15 @@
     check_patch_embed(PatchEmbed)        # prints one line, or raises AssertionError saying what is wrong
 
 Every check copies the reference weights into your module, runs both on fixed, non-trivial
-inputs (explicit noise wherever masking is involved) and compares. When the values differ,
-it tries the classic mistakes (computed from the reference) and names the one you made;
-otherwise it says where the first wrong value is. Any correct implementation passes.
+inputs (explicit noise wherever masking is involved) and compares. The reference weights are
+drawn from seeded generators, biases and LayerNorm scales included (at initialisation those are
+0 and 1, which would hide mistakes), so every message is the same from run to run. When the
+values differ, the check tries the classic mistakes (computed from the reference) and names the
+one you made; otherwise it says where the first wrong value is. Any correct implementation passes.
+
+The checks use square images, as the official code does. Rectangular images and other channel
+counts are checked too, but only if your code accepts them; if it does not, the ✓ line says that
+this optional part was skipped.
 
 From a terminal, `python -m mae.checks [step ...]` checks your exercises/ like rustlings.
 """
@@ -20,13 +26,25 @@ import traceback
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 import solutions as ref
+
+from . import impl as implementation
 
 ATOL = 1e-5
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+class _Raised(AssertionError):
+    """The learner's code raised an exception (an unfinished stub is not one of these)."""
+
+    def __init__(self, message, kind):
+        super().__init__(message)
+        self.kind = kind
 
 
 def _call(what, fn, *args, **kwargs):
@@ -37,10 +55,9 @@ def _call(what, fn, *args, **kwargs):
         frame = traceback.extract_tb(error.__traceback__)[-1]
         where = f"{Path(frame.filename).parent.name}/{Path(frame.filename).name}, in {frame.name}"
         raise AssertionError(f"{what} reached code that is not written yet ({where}): {error}") from None
-    except AssertionError:
-        raise
-    except Exception as error:
-        raise AssertionError(f"{what} raised {type(error).__name__}: {error}") from error
+    except Exception as error:  # the learner's own asserts included
+        kind = type(error).__name__
+        raise _Raised(f"{what} raised {kind}: {error}", kind) from error
 
 
 def _tensor(what, value):
@@ -106,6 +123,34 @@ def _copy_weights(what, reference, yours):
             target.copy_(value.reshape(target.shape))  # a Linear on unfolded patches is fine too
 
 
+def _randomise(module, seed):
+    """Give the reference random weights, random biases and random LayerNorm scales and shifts.
+
+    MAE initialises biases to 0 and LayerNorms to the identity, where norm1 used in place of norm2
+    (or a bias added twice) changes nothing. A seeded generator, not the global one, keeps every
+    expected value, and so every message, the same from run to run. The fixed sin-cos position
+    tables are kept: they are not learned in MAE.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(tensor, scale, shift=0.0):
+        tensor.copy_(shift + scale * torch.randn(tensor.shape, generator=generator))
+
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                draw(m.weight, m.weight[0].numel() ** -0.5)  # unit-sized outputs for unit-sized inputs
+                if m.bias is not None:
+                    draw(m.bias, 0.5)
+            elif isinstance(m, nn.LayerNorm):
+                draw(m.weight, 0.5, shift=1.0)
+                draw(m.bias, 0.5)
+            for name in ("cls_token", "mask_token"):
+                if isinstance(getattr(m, name, None), nn.Parameter):
+                    draw(getattr(m, name), 1.0)
+    return module
+
+
 def _ok(message):
     print(f"\u2713 {message}")
 
@@ -118,27 +163,112 @@ def _noise(n, length, seed=1):
     return torch.rand(n, length, generator=torch.Generator().manual_seed(seed))
 
 
+def _optional(label, run):
+    """Check an extension the official code lacks (rectangular images, other channel counts).
+
+    Code that does not accept it is not wrong: the part is skipped, and the returned note, added
+    to the ✓ line, says so. Code that accepts it but gets it wrong still passes the step (the
+    official code is square-only), with a second line saying what is wrong.
+    """
+    try:
+        run()
+    except _Raised as error:
+        return f"; optional check with {label} skipped (your code raised {error.kind}; fine, the official code is square-only)"
+    except AssertionError as error:
+        return f"\n  ! optional, not needed by MAE: your code accepts {label} but gets it wrong: {error}"
+    return f"; {label} too"
+
+
+@contextlib.contextmanager
+def _other_attention_path(module):
+    """Flip every `fused_attn` flag in `module`; yields a label, or None when there is none to flip.
+
+    An Attention with this flag (timm's and the reference's) has two code paths, the fused
+    F.scaled_dot_product_attention and the explicit softmax, and both must be right.
+    """
+    flagged = [m for m in module.modules() if isinstance(getattr(m, "fused_attn", None), bool)]
+    saved = [m.fused_attn for m in flagged]
+    for m in flagged:
+        m.fused_attn = not m.fused_attn
+    try:
+        yield f"with fused_attn={not saved[0]} in every Attention" if flagged else None
+    finally:
+        for m, value in zip(flagged, saved):
+            m.fused_attn = value
+
+
+def _same_on_other_path(what, yours, run, want, axes):
+    """Run `run()` again on the other attention path of `yours`; it must give `want` too."""
+    with _other_attention_path(yours) as path:
+        if path is None:
+            return
+        try:
+            _compare(f"{what} {path}", run(), want, axes)
+        except AssertionError as error:
+            which = "explicit path (fused_attn=False)" if "=False" in path else "fused path (fused_attn=True)"
+            raise AssertionError(
+                f"{error}\nHint: your Attention's {which} gives other results; check_attention says where"
+            ) from None
+
+
 # --------------------------------------------------------------------------- 01 patch embedding
+
+# Square images, as the official code takes them: a 4 x 4 grid (its transpose is a different order).
+PATCH_EMBED = dict(img_size=16, patch_size=4, in_chans=3, embed_dim=8)
+PATCH_EMBED_RECT = dict(img_size=(16, 24), patch_size=8, in_chans=2, embed_dim=6)  # optional: a 2 x 3 grid
+
+
+def _linear_order(reference, imgs, order):
+    """PatchEmbed's output for a Linear proj that flattens each patch in `order` (a permutation of "cpq").
+
+    proj.weight is the Conv2d weight (D, C, p, p) flattened as (c, p, q), which is what F.unfold gives;
+    flattening the patch in another order pairs each weight with the wrong pixel.
+    """
+    weight = reference.proj.weight
+    D, C, p, _ = weight.shape
+    sizes = {"c": C, "p": p, "q": p}
+    laid_out = weight.reshape(D, *(sizes[a] for a in order))  # indexed by the learner's order
+    kernel = laid_out.permute(0, *(1 + order.index(a) for a in "cpq"))  # back to (D, c, p, q)
+    return F.conv2d(imgs, kernel, reference.proj.bias, stride=p).flatten(2).transpose(1, 2)
+
+
+def _check_patch_embed_on(PatchEmbed, kwargs, seed):
+    reference = _randomise(ref.PatchEmbed(**kwargs), seed)
+    args = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    yours = _call(f"PatchEmbed({args})", PatchEmbed, **kwargs)
+    _copy_weights("PatchEmbed", reference, yours)
+    C, (h, w), p = kwargs["in_chans"], reference.grid_size, kwargs["patch_size"]
+    imgs = _inputs(2, C, h * p, w * p)
+    with torch.no_grad():
+        want = reference(imgs)  # (B, L, D)
+        got = _call("PatchEmbed.forward", yours, imgs)
+        D = want.shape[-1]
+        grid = want.reshape(2, h, w, D)
+        overlapping = torch.empty(2, (h * p - p + 1) * (w * p - p + 1), D)
+        mistakes = [
+            (want.transpose(1, 2), "the embedding dimension must come last: (B, L, D); did you forget .transpose(1, 2)?"),
+            (grid.transpose(1, 2).reshape(2, h * w, D),
+             "the patches are in column order; patch index must run row by row: index = row * w + col "
+             "(flatten (B, D, h, w) with .flatten(2), not after swapping h and w)"),
+            (reference.proj(imgs), "the output must be a sequence (B, L, D); flatten the (h, w) grid of patches"),
+            (overlapping, "the patches overlap: the Conv2d needs kernel_size = stride = patch_size"),
+        ] + [
+            (_linear_order(reference, imgs, order),
+             f"the pixels inside each patch are flattened in the wrong order ({', '.join(order)}) for proj.weight: "
+             "a Linear proj holds the Conv2d weight (D, C, p, p) flattened, so flatten each patch as (c, p, q), "
+             "channel first, as F.unfold does")
+            for order in ("pqc", "qpc", "cqp")
+        ]  # fmt: skip
+    _compare("PatchEmbed output", got, want, ("image", "patch", "channel"), mistakes)
 
 
 def check_patch_embed(PatchEmbed):
-    kwargs = dict(img_size=(16, 24), patch_size=8, in_chans=2, embed_dim=6)  # a 2 x 3 grid of patches
-    reference = ref.PatchEmbed(**kwargs)
-    yours = _call("PatchEmbed.__init__", PatchEmbed, **kwargs)
-    _copy_weights("PatchEmbed", reference, yours)
-    imgs = _inputs(2, 2, 16, 24)
-    want = reference(imgs)  # (B, L, D)
-    got = _call("PatchEmbed.forward", yours, imgs)
-    grid = want.reshape(2, 2, 3, 6)
-    mistakes = [
-        (want.transpose(1, 2), "the embedding dimension must come last: (B, L, D); did you forget .transpose(1, 2)?"),
-        (grid.transpose(1, 2).reshape(2, 6, 6),
-         "the patches are in column order; patch index must run row by row: index = row * w + col "
-         "(flatten (B, D, h, w) with .flatten(2), not after swapping h and w)"),
-        (reference.proj(imgs), "the output must be a sequence (B, L, D); flatten the (h, w) grid of patches"),
-    ]  # fmt: skip
-    _compare("PatchEmbed output", got, want, ("image", "patch", "channel"), mistakes)
-    _ok("PatchEmbed: (2, 2, 16, 24) images -> (2, 6, 6) tokens, row by row, as the reference")
+    _check_patch_embed_on(PatchEmbed, PATCH_EMBED, seed=10)
+    note = _optional(
+        "(16, 24) images with 2 channels",
+        lambda: _check_patch_embed_on(PatchEmbed, PATCH_EMBED_RECT, seed=11),
+    )
+    _ok(f"PatchEmbed: (2, 3, 16, 16) images -> (2, 16, 8) tokens, row by row, as the reference{note}")
 
 
 # --------------------------------------------------------------------------- 02 position embedding
@@ -150,26 +280,90 @@ def _swap_halves(table, dim):
     return blocks.flip(-2).reshape(table.shape)
 
 
-def check_pos_embed(get_2d_sincos_pos_embed):
-    dim, grid = 16, 4
-    want = ref.get_2d_sincos_pos_embed(dim, grid, cls_token=True)  # (1 + 16, 16)
-    got = _tensor(
-        "get_2d_sincos_pos_embed(...)",
-        _call("get_2d_sincos_pos_embed", get_2d_sincos_pos_embed, dim, grid, cls_token=True),
+def _sincos(dim, grid_h, grid_w, denominator=None, interleave=False, grows=False, xy=False):
+    """A sin-cos table (h*w, dim) built with one of the classic mistakes, to recognise it.
+
+    denominator: omega_k = 1 / 10000 ** (k / denominator), correct is dim / 4; interleave: sin, cos,
+    sin, cos, ... instead of all sines then all cosines; grows: 10000 ** (k / ...) without the 1 /;
+    xy: torch.meshgrid(arange(h), arange(w), indexing="xy"), which swaps the roles of rows and columns.
+    """
+    k = torch.arange(dim // 4, dtype=torch.float64)
+    omega = 10000.0 ** (k / (denominator or dim / 4))
+    omega = omega if grows else 1 / omega
+    rows, cols = torch.meshgrid(
+        torch.arange(grid_h, dtype=torch.float64), torch.arange(grid_w, dtype=torch.float64),
+        indexing="xy" if xy else "ij",
+    )  # fmt: skip
+
+    def one_d(pos):
+        angles = pos.reshape(-1, 1) * omega
+        parts = [angles.sin(), angles.cos()]
+        return torch.stack(parts, -1).flatten(1) if interleave else torch.cat(parts, 1)
+
+    return torch.cat([one_d(cols), one_d(rows)], 1)
+
+
+def _pos_embed_mistakes(dim, grid_h, grid_w, cls_token):
+    """(the table a classic mistake gives, its hint) for get_2d_sincos_pos_embed(dim, (h, w), cls_token)."""
+    want = ref.get_2d_sincos_pos_embed(dim, (grid_h, grid_w), cls_token=cls_token)
+    no_cls = ref.get_2d_sincos_pos_embed(dim, (grid_h, grid_w))
+    zero = torch.zeros(1, dim, dtype=torch.float64)
+
+    def cls(table):
+        return torch.cat([zero, table]) if cls_token else table
+
+    # On a square grid, indexing="xy" gives the same table as swapping the halves: name both causes.
+    swapped = (
+        "the row and column halves are swapped: the first half of the channels must encode the column (w), "
+        'the second the row (h). Likely cause: torch.meshgrid(..., indexing="xy") (use "ij"), or [rows, cols] '
+        "concatenated instead of [cols, rows]"
     )
-    no_cls = ref.get_2d_sincos_pos_embed(dim, grid)
+    xy = 'rows and columns are mixed up: torch.meshgrid(arange(h), arange(w)) needs indexing="ij" ("xy" swaps them)'
+    xy_table = _sincos(dim, grid_h, grid_w, xy=True)
     mistakes = [
-        (no_cls, "with cls_token=True, prepend one all-zero row for the CLS token"),
-        (torch.cat([no_cls[:1], no_cls]), "the CLS row must be all zeros: prepend torch.zeros(1, embed_dim)"),
-        (_swap_halves(want, dim), "the row and column halves are swapped: the first half of the channels encodes the column (w), the second the row (h)"),
+        (_swap_halves(want, dim), swapped),
+        (cls(xy_table), xy),
+        (cls(_swap_halves(xy_table, dim)), xy),
         (_swap_halves(want, dim // 2), "sin and cos are swapped: each half is [sin(pos * omega), cos(pos * omega)], sines first"),
         (_swap_halves(_swap_halves(want, dim), dim // 2), "both the row/column halves and the sin/cos halves are swapped"),
+        (cls(_sincos(dim, grid_h, grid_w, interleave=True)),
+         "sin and cos are interleaved (sin, cos, sin, cos, ...); each half must be all the sines, then all the cosines: "
+         "torch.cat([sin, cos], dim=1), not torch.stack(..., dim=-1)"),
+        (cls(_sincos(dim, grid_h, grid_w, denominator=dim / 2)),
+         f"the frequencies are wrong: omega_k = 1 / 10000 ** (k / {dim // 4}), dividing k by half the width of the "
+         f"1-D embedding (D/4 = {dim // 4}, as (2i) / d with d = D/2), not by its width D/2 = {dim // 2}"),
+        (cls(_sincos(dim, grid_h, grid_w, denominator=dim)),
+         f"the frequencies are wrong: omega_k = 1 / 10000 ** (k / {dim // 4}), dividing k by D/4 = {dim // 4}, not by the full width D = {dim}"),
+        (cls(_sincos(dim, grid_h, grid_w, grows=True)),
+         "the frequencies must decrease: omega_k = 1 / 10000 ** (k / (D/4)); the 1 / is missing"),
     ]  # fmt: skip
-    axes = ("position (0 = CLS, then row * 4 + col + 1)", "channel")
-    _compare("get_2d_sincos_pos_embed(16, 4, cls_token=True)", got, want, axes, mistakes)
-    got = _tensor("table", _call("get_2d_sincos_pos_embed", get_2d_sincos_pos_embed, 8, 3))
-    _compare("get_2d_sincos_pos_embed(8, 3)", got, ref.get_2d_sincos_pos_embed(8, 3), ("position", "channel"))
-    _ok("get_2d_sincos_pos_embed: columns then rows, [sin, cos] in each half, zero CLS row")
+    if cls_token:
+        mistakes += [
+            (no_cls, "with cls_token=True, prepend one all-zero row for the CLS token"),
+            (torch.cat([no_cls[:1], no_cls]), "the CLS row must be all zeros: prepend torch.zeros(1, embed_dim)"),
+            (torch.cat([no_cls, zero]), "the CLS row goes first (position 0), not last: torch.cat([zeros, table])"),
+        ]  # fmt: skip
+    return want, mistakes
+
+
+def _check_pos_embed_on(get_2d_sincos_pos_embed, dim, grid, cls_token):
+    grid_h, grid_w = (grid, grid) if isinstance(grid, int) else grid
+    call = f"get_2d_sincos_pos_embed({dim}, {grid}{', cls_token=True' if cls_token else ''})"
+    kwargs = dict(cls_token=True) if cls_token else {}
+    got = _tensor(call, _call(call, get_2d_sincos_pos_embed, dim, grid, **kwargs))
+    want, mistakes = _pos_embed_mistakes(dim, grid_h, grid_w, cls_token)
+    first = "0 = CLS, then " if cls_token else ""
+    axes = (f"position ({first}row * {grid_w} + col{' + 1' if cls_token else ''})", "channel")
+    _compare(call, got, want, axes, mistakes)
+
+
+def check_pos_embed(get_2d_sincos_pos_embed):
+    _check_pos_embed_on(get_2d_sincos_pos_embed, 16, 4, cls_token=True)
+    _check_pos_embed_on(get_2d_sincos_pos_embed, 8, 3, cls_token=False)
+    note = _optional(
+        "a (2, 3) grid (h, w)", lambda: _check_pos_embed_on(get_2d_sincos_pos_embed, 8, (2, 3), False)
+    )
+    _ok(f"get_2d_sincos_pos_embed: columns then rows, [sin, cos] in each half, zero CLS row{note}")
 
 
 # --------------------------------------------------------------------------- 03 random masking
@@ -196,6 +390,8 @@ def check_random_masking(random_masking):
         (ids_shuffle, "ids_restore must be the inverse permutation of the shuffle: ids_restore = argsort(ids_shuffle)"),
         (torch.argsort(descending, dim=1),
          "you sorted the noise in descending order; the patches with the SMALLEST noise are kept (ascending argsort)"),
+        (torch.argsort(torch.argsort(noise, dim=0), dim=0),
+         "sort along the patches, argsort(..., dim=1), not along the batch (dim=0)"),
     ])  # fmt: skip
     _compare("x_visible", got_x, want_x, ("image", "kept token", "channel"), [
         (torch.gather(x, 1, ids_shuffle[:, :4, None].expand(-1, -1, 3)),
@@ -203,18 +399,24 @@ def check_random_masking(random_masking):
         (kept_largest, "you kept the patches with the largest noise; keep the smallest (ascending argsort)"),
         (torch.gather(x, 1, want_ids[:, :3, None].expand(-1, -1, 3)),
          "gather the visible tokens with ids_shuffle[:, :len_keep], not with ids_restore"),
+        (torch.empty(2, 3, 1),
+         "the gather index must cover every channel: ids_keep.unsqueeze(-1).expand(-1, -1, D) (or .repeat(1, 1, D))"),
     ])  # fmt: skip
     _compare("mask", got_mask, want_mask, ("image", "patch"), [
         (1 - want_mask, "the mask must be 1 for REMOVED patches and 0 for kept ones"),
         (shuffled_mask, "the mask is not in the original patch order: did you gather it with ids_restore?"),
+        (shuffled_mask.gather(1, ids_shuffle),
+         "the mask is unshuffled the wrong way: gather it with ids_restore (or scatter it with ids_shuffle), "
+         "not gather with ids_shuffle (or scatter with ids_restore)"),
     ])  # fmt: skip
     if got_mask.dtype != torch.float32:
         raise AssertionError(f"the mask should be a float tensor (1.0 = removed), got dtype {got_mask.dtype}")
 
-    torch.manual_seed(0)
-    _, default_mask, _ = _call("random_masking(x, 0.65)", random_masking, x, ratio)
-    torch.manual_seed(0)
-    _, rand_mask, _ = ref.random_masking(x, ratio, noise=torch.rand(2, 10))
+    with torch.random.fork_rng(devices=[]):  # leave the learner's random state as it was
+        torch.manual_seed(0)
+        _, default_mask, _ = _call("random_masking(x, 0.65)", random_masking, x, ratio)
+        torch.manual_seed(0)
+        _, rand_mask, _ = ref.random_masking(x, ratio, noise=torch.rand(2, 10))
     if not torch.equal(_tensor("mask", default_mask).float(), rand_mask):
         raise AssertionError(
             "without noise=, draw it as torch.rand(N, L) (the official masking does exactly this)"
@@ -229,41 +431,101 @@ def _attention_variants(attn, x):
     """Outputs of the classic attention mistakes, computed from the reference module."""
     B, N, C = x.shape
     H, hd = attn.num_heads, attn.head_dim
-    q, k, v = attn.qkv(x).reshape(B, N, 3, H, hd).permute(2, 0, 3, 1, 4)
+    qkv = attn.qkv(x)
+    q, k, v = qkv.reshape(B, N, 3, H, hd).permute(2, 0, 3, 1, 4)
     scores = q @ k.transpose(-2, -1)
 
     def finish(out):  # (B, H, N, hd) -> (B, N, C)
         return attn.proj(out.transpose(1, 2).reshape(B, N, C))
 
+    def attend(q, k, v):
+        return finish(((q @ k.transpose(-2, -1)) * hd**-0.5).softmax(-1) @ v)
+
+    def one_head(scale):  # the heads forgotten: one attention of width C
+        q, k, v = qkv.split(C, dim=-1)
+        return attn.proj(((q @ k.transpose(-2, -1)) * scale).softmax(-1) @ v)
+
     return [
         (finish(scores.softmax(-1) @ v), "the attention scores are not scaled: multiply q k^T by head_dim ** -0.5"),
         (finish((scores * C**-0.5).softmax(-1) @ v), "scale by head_dim ** -0.5 (the width of one head), not by dim ** -0.5"),
+        (finish((scores / hd).softmax(-1) @ v),
+         "q k^T is scaled twice (by 1 / head_dim): F.scaled_dot_product_attention already scales by head_dim ** -0.5, "
+         "so do not multiply q by self.scale before it"),
         (finish((scores * hd**-0.5).softmax(-2) @ v), "the softmax must run over the keys (the last dimension), not the queries"),
+        (attend(*qkv.reshape(B, N, H, 3, hd).permute(3, 0, 2, 1, 4)),
+         "q, k and v are split the wrong way: self.qkv's output is laid out (3, heads, head_dim), so reshape it to "
+         "(B, N, 3, heads, head_dim), not (B, N, heads, 3, head_dim)"),
+        (attend(*qkv.reshape(3, B, H, N, hd)),
+         "q, k and v are split the wrong way: reshape to (B, N, 3, heads, head_dim), then permute(2, 0, 3, 1, 4); "
+         "a reshape straight to (3, B, heads, N, head_dim) mixes tokens and channels"),
         (attn.proj(((scores * hd**-0.5).softmax(-1) @ v).reshape(B, N, C)),
          "heads were merged in the wrong order: transpose (B, H, N, hd) to (B, N, H, hd) before reshaping to (B, N, C)"),
         (((scores * hd**-0.5).softmax(-1) @ v).transpose(1, 2).reshape(B, N, C), "apply the output projection self.proj at the end"),
+        (one_head(hd**-0.5), "the attention runs as one head of width dim; split q, k, v into num_heads heads of width head_dim"),
+        (one_head(C**-0.5), "the attention runs as one head of width dim; split q, k, v into num_heads heads of width head_dim"),
     ]  # fmt: skip
 
 
 def check_attention(Attention):
-    reference = ref.Attention(12, num_heads=3).eval()
+    reference = _randomise(ref.Attention(12, num_heads=3), seed=20).eval()
     yours = _call("Attention(12, num_heads=3)", Attention, 12, num_heads=3)
     _copy_weights("Attention", reference, yours)
     yours.eval()
     x = _inputs(2, 5, 12)
+    axes = ("batch", "token", "channel")
     with torch.no_grad():
         want = reference(x)
-        got = _call("Attention.forward", yours, x)
         mistakes = _attention_variants(reference, x)
-    _compare("Attention output", got, want, ("batch", "token", "channel"), mistakes)
-    _ok("Attention: 3 heads of width 4, scaled dot products, softmax over keys, as the reference")
+        # Every path the class offers: the fused one and the explicit softmax (fused_attn = False).
+        flag = getattr(yours, "fused_attn", None)
+        outputs = {}
+        try:
+            for fused in [flag, not flag] if isinstance(flag, bool) else [None]:
+                if fused is not None:
+                    yours.fused_attn = fused
+                label = {
+                    None: "",
+                    True: " (fused path, fused_attn=True)",
+                    False: " (explicit path, fused_attn=False)",
+                }
+                outputs[label[fused]] = _tensor(
+                    "Attention output", _call(f"Attention.forward{label[fused]}", yours, x)
+                )
+        finally:
+            if isinstance(flag, bool):
+                yours.fused_attn = flag
+    (first, got), *others = outputs.items()
+    if others and _close(got, others[0][1]):  # your forward does not branch on fused_attn: one path to check
+        others, first = [], ""
+    _compare(f"Attention output{first}", got, want, axes, mistakes)
+    for label, got in others:
+        try:
+            _compare(f"Attention output{label}", got, want, axes, mistakes)
+        except AssertionError as error:  # the first path was right: say so, it narrows the search
+            right = "fused" if "explicit" in label else "explicit"
+            raise AssertionError(
+                f"{error}\nHint: your {right} path is right; the mistake is only in this one"
+            ) from None
+    both = " (fused and explicit paths)" if len(outputs) > 1 else ""
+    _ok(f"Attention: 3 heads of width 4, scaled dot products, softmax over keys, as the reference{both}")
 
 
 # --------------------------------------------------------------------------- 05 transformer block
 
 
+def _mlp_variants(mlp, x):
+    fc1, fc2 = mlp.fc1, mlp.fc2
+    return [
+        (fc2(F.relu(fc1(x))), "the MLP uses ReLU; MAE's ViT uses GELU: Linear -> nn.GELU() -> Linear"),
+        (fc2(F.gelu(fc1(x), approximate="tanh")),
+         "the MLP uses the tanh approximation of GELU; use the exact one, nn.GELU() (approximate=\"none\"), as timm's ViT"),
+        (fc2(fc1(x)), "the MLP has no activation: Linear -> GELU -> Linear"),
+        (F.gelu(fc2(F.gelu(fc1(x)))), "the activation goes only between fc1 and fc2, not after fc2"),
+    ]  # fmt: skip
+
+
 def check_block(Block):
-    reference = ref.Block(12, num_heads=3, mlp_ratio=2.0).eval()
+    reference = _randomise(ref.Block(12, num_heads=3, mlp_ratio=2.0), seed=30).eval()
     yours = _call("Block(12, num_heads=3, mlp_ratio=2.0)", Block, 12, num_heads=3, mlp_ratio=2.0)
     _copy_weights("Block", reference, yours)
     yours.eval()
@@ -272,18 +534,6 @@ def check_block(Block):
         raise AssertionError(
             f"the LayerNorms should use eps=layer_norm_eps (1e-6, as MAE), got eps {sorted(eps)}"
         )
-    x = _inputs(2, 5, 12) * 3 + 1  # not already normalised, so a missing norm shows
-    r = reference
-    with torch.no_grad():
-        want = reference(x)
-        got = _call("Block.forward", yours, x)
-        h = r.norm1(x + r.attn(x))
-        mistakes = [
-            (r.norm2(h + r.mlp(h)), "this is post-norm; MAE's ViT is pre-norm: x + attn(norm1(x)), then x + mlp(norm2(x))"),
-            (r.mlp(r.norm2(r.attn(r.norm1(x)))), "the residual connections are missing: add each sub-layer's output to x"),
-            (x + r.attn(r.norm1(x)) + r.mlp(r.norm2(x)),
-             "the MLP must see the output of the attention step (x after the first residual), not the block's input"),
-        ]  # fmt: skip
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             check_attention(type(yours.attn))
@@ -291,16 +541,50 @@ def check_block(Block):
         raise AssertionError(
             f"your Block's Attention is not right yet; pass check_attention first.\n{error}"
         ) from None
-    _compare("Block output", got, want, ("batch", "token", "channel"), mistakes)
+    x = _inputs(2, 5, 12) * 3 + 1  # not already normalised, so a missing norm shows
+    r = reference
+    with torch.no_grad():
+        if callable(getattr(yours, "mlp", None)):  # the MLP on its own first, so that its mistakes are named
+            tokens = _inputs(2, 5, 12, seed=5) * 2
+            got = _call("Block.mlp", yours.mlp, tokens)
+            mistakes = _mlp_variants(r.mlp, tokens)
+            _compare("Block.mlp output", got, r.mlp(tokens), ("batch", "token", "channel"), mistakes)
+        want = reference(x)
+        got = _call("Block.forward", yours, x)
+        h = x + r.attn(r.norm1(x))
+        post = r.norm1(x + r.attn(x))
+        normed = r.norm1(x) + r.attn(r.norm1(x))
+        mistakes = [
+            (r.norm2(post + r.mlp(post)), "this is post-norm; MAE's ViT is pre-norm: x + attn(norm1(x)), then x + mlp(norm2(x))"),
+            (r.mlp(r.norm2(r.attn(r.norm1(x)))), "the residual connections are missing: add each sub-layer's output to x"),
+            (r.attn(r.norm1(x)) + r.mlp(r.norm2(r.attn(r.norm1(x)))),
+             "the residual connection around the attention is missing: x = x + attn(norm1(x))"),
+            (r.mlp(r.norm2(h)), "the residual connection around the MLP is missing: x = x + mlp(norm2(x))"),
+            (h + r.mlp(r.norm1(h)), "the MLP's input is normalised with norm1; use norm2: x + mlp(norm2(x)) (each sub-layer has its own LayerNorm)"),
+            (x + r.attn(r.norm2(x)) + r.mlp(r.norm1(x + r.attn(r.norm2(x)))),
+             "norm1 and norm2 are swapped: norm1 goes before the attention, norm2 before the MLP"),
+            (x + r.attn(r.norm1(x)) + r.mlp(r.norm2(x)),
+             "the MLP must see the output of the attention step (x after the first residual), not the block's input"),
+            (r.norm2(normed) + r.mlp(r.norm2(normed)),
+             "the residuals must add the un-normalised x: x = x + attn(norm1(x)), not norm1(x) + attn(norm1(x))"),
+        ]  # fmt: skip
+        _compare("Block output", got, want, ("batch", "token", "channel"), mistakes)
+        _same_on_other_path(
+            "Block output",
+            yours,
+            lambda: _call("Block.forward", yours, x),
+            want,
+            ("batch", "token", "channel"),
+        )
     _ok("Block: pre-norm attention and MLP, each with a residual connection")
 
 
 # --------------------------------------------------------------------------- 06-08 the model
 
 TINY = dict(
-    img_size=(16, 24),
+    img_size=16,
     patch_size=4,
-    in_chans=2,
+    in_chans=3,
     embed_dim=16,
     depth=2,
     num_heads=2,
@@ -308,21 +592,31 @@ TINY = dict(
     decoder_depth=1,
     decoder_num_heads=3,
     mlp_ratio=2.0,
-)  # fmt: skip  a 4 x 6 grid: rows and columns differ, so order mistakes show
+)  # fmt: skip  a square 4 x 4 grid of 3-channel patches: what the official code takes
+TINY_RECT = {**TINY, "img_size": (16, 24), "in_chans": 2}  # optional: a 4 x 6 grid, 2 channels
+RECT = "(16, 24) images with 2 channels"
 
 
-def _models(MAE, **overrides):
-    config = {**TINY, **overrides}
-    torch.manual_seed(0)
-    reference = ref.MAE(**config).eval()
+def _models(MAE, config, seed, **overrides):
+    config = {**config, **overrides}
+    reference = _randomise(ref.MAE(**config), seed).eval()
     yours = _call("MAE(...)", MAE, **config)
     _copy_weights("MAE", reference, yours)
     return reference, yours.eval()
 
 
-def check_encoder(MAE):
-    reference, yours = _models(MAE)
-    imgs, noise = _inputs(2, 2, 16, 24), _noise(2, 24)
+def _images(config, seed=0):
+    size = config["img_size"]
+    h, w = (size, size) if isinstance(size, int) else size
+    return _inputs(2, config["in_chans"], h, w, seed=seed)
+
+
+def _check_encoder_on(MAE, config, seed):
+    reference, yours = _models(MAE, config, seed)
+    imgs = _images(config)
+    L = reference.patch_embed.num_patches
+    keep = int(L * 0.25)
+    noise = _noise(2, L)
     r = reference
     with torch.no_grad():
         want, want_mask, want_ids = reference.forward_encoder(imgs, 0.75, noise=noise)
@@ -342,89 +636,159 @@ def check_encoder(MAE):
         patches = r.patch_embed(imgs)
         visible, _, _ = ref.random_masking(patches + r.pos_embed[:, 1:], 0.75, noise=noise)
         all_tokens = patches + r.pos_embed[:, 1:]
+        cls = r.cls_token + r.pos_embed[:, :1]
         mistakes = [
-            (encode(all_tokens, r.cls_token + r.pos_embed[:, :1]),
-             "the encoder must see only the visible patches (1 CLS + 6 tokens here): apply random_masking before the blocks"),
-            (all_tokens[:, :6], "prepend the CLS token and run the transformer blocks on the visible tokens"),
-            (encode(visible, r.cls_token + r.pos_embed[:, :1], final_norm=False), "apply the final LayerNorm self.norm"),
-            (encode(ref.random_masking(patches, 0.75, noise=noise)[0] + r.pos_embed[:, 1:7], r.cls_token),
+            (encode(all_tokens, cls),
+             f"the encoder must see only the visible patches (1 CLS + {keep} tokens here): apply random_masking before the blocks"),
+            (all_tokens[:, :keep], "prepend the CLS token and run the transformer blocks on the visible tokens"),
+            (encode(visible, cls, final_norm=False), "apply the final LayerNorm self.norm"),
+            (encode(ref.random_masking(patches, 0.75, noise=noise)[0] + r.pos_embed[:, 1 : 1 + keep], r.cls_token),
              "add the position embeddings BEFORE masking, so that each kept patch keeps its own position"),
+            (encode(ref.random_masking(patches, 0.75, noise=noise)[0], cls),
+             "add the position embeddings pos_embed[:, 1:] to the patch tokens (before masking)"),
         ]  # fmt: skip
     _compare("mask", got_mask, want_mask, ("image", "patch"))
     _compare("ids_restore", got_ids, want_ids, ("image", "patch"))
-    _compare("latent", got, want, ("image", "token (0 = CLS)", "channel"), mistakes)
-    _ok("forward_encoder: position, then masking, then CLS; 1 + 6 of 24 tokens through the blocks")
+    axes = ("image", "token (0 = CLS)", "channel")
+    _compare("latent", got, want, axes, mistakes)
+    _same_on_other_path(
+        "latent",
+        yours,
+        lambda: _call("forward_encoder", yours.forward_encoder, imgs, 0.75, noise=noise)[0],
+        want,
+        axes,
+    )
 
 
-def check_decoder(MAE):
-    reference, yours = _models(MAE)
-    imgs, noise = _inputs(2, 2, 16, 24), _noise(2, 24)
+def check_encoder(MAE):
+    _check_encoder_on(MAE, TINY, seed=40)
+    note = _optional(RECT, lambda: _check_encoder_on(MAE, TINY_RECT, seed=41))
+    _ok(f"forward_encoder: position, then masking, then CLS; 1 + 4 of 16 tokens through the blocks{note}")
+
+
+def _check_decoder_on(MAE, config, seed):
+    reference, yours = _models(MAE, config, seed)
+    imgs = _images(config)
+    L = reference.patch_embed.num_patches
+    noise = _noise(2, L)
     r = reference
     with torch.no_grad():
         latent, _, ids_restore = reference.forward_encoder(imgs, 0.75, noise=noise)
         want = reference.forward_decoder(latent, ids_restore)
         got = _call("forward_decoder(latent, ids_restore)", yours.forward_decoder, latent, ids_restore)
 
-        def decode(x, keep_cls=False):
+        def decode(x, keep_cls=False, norm=True):
             for block in r.decoder_blocks:
                 x = block(x)
-            x = r.decoder_pred(r.decoder_norm(x))
+            x = r.decoder_pred(r.decoder_norm(x) if norm else x)
             return x if keep_cls else x[:, 1:]
 
         x = r.decoder_embed(latent)
-        shuffled = torch.cat([x[:, 1:], r.mask_token.expand(2, 24 - 6, -1)], dim=1)
-        ordered = torch.gather(shuffled, 1, ids_restore[..., None].expand(-1, -1, 12))
+        Dd, n_masked = x.shape[-1], L + 1 - x.shape[1]
+        index = ids_restore[..., None].expand(-1, -1, Dd)
+        masks = r.mask_token.expand(2, n_masked, -1)
+        shuffled = torch.cat([x[:, 1:], masks], dim=1)
+        ordered = torch.gather(shuffled, 1, index)
+        cls_in_unshuffle = torch.gather(torch.cat([x, masks], 1), 1, index)
         mistakes = [
             (decode(torch.cat([x[:, :1], shuffled], 1) + r.decoder_pos_embed),
              "the tokens are still in shuffled order: unshuffle them with torch.gather(..., ids_restore) before adding positions"),
             (decode(torch.cat([x[:, :1], ordered], 1)), "add decoder_pos_embed: the mask tokens need to know where they are"),
             (decode(torch.cat([x[:, :1], ordered], 1) + r.decoder_pos_embed, keep_cls=True),
              "drop the CLS token from the prediction: one prediction per patch, (B, L, p*p*C)"),
+            (decode(torch.cat([x[:, :1], cls_in_unshuffle], 1) + r.decoder_pos_embed),
+             "the CLS token went through the unshuffle: append the mask tokens to the patch tokens x[:, 1:] only, "
+             "gather those with ids_restore, then put x[:, :1] back in front"),
+            (decode(torch.cat([x[:, :1], torch.gather(torch.cat([masks, x[:, 1:]], 1), 1, index)], 1) + r.decoder_pos_embed),
+             "append the mask tokens AFTER the visible tokens: the shuffle puts the kept patches first"),
+            (decode(torch.cat([x[:, :1], ordered], 1) + r.decoder_pos_embed, norm=False), "apply decoder_norm before decoder_pred"),
+            (decode(torch.cat([x[:, :1], ordered], 1) + r.decoder_pos_embed, keep_cls=True)[:, :L],
+             "drop the CLS token's prediction, x[:, 1:]; you dropped the last patch's"),
+            (r.decoder_pred(r.decoder_norm(_blocks(r.decoder_blocks, ordered + r.decoder_pos_embed[:, 1:]))),
+             "keep the CLS token in the decoder (the blocks attend to it): put x[:, :1] back in front of the unshuffled tokens, "
+             "add decoder_pos_embed, and drop it only after decoder_pred"),
         ]  # fmt: skip
-    _compare("forward_decoder output", got, want, ("image", "patch", "pixel value"), mistakes)
-    _ok("forward_decoder: mask tokens appended, unshuffled with ids_restore, one prediction per patch")
+    axes = ("image", "patch", "pixel value")
+    _compare("forward_decoder output", got, want, axes, mistakes)
+    _same_on_other_path(
+        "forward_decoder output",
+        yours,
+        lambda: _call("forward_decoder", yours.forward_decoder, latent, ids_restore),
+        want,
+        axes,
+    )
 
 
-def check_mae(MAE):
-    reference, yours = _models(MAE, norm_pix_loss=True)
-    imgs, noise = _inputs(2, 2, 16, 24), _noise(2, 24)
-    B, C, p, h, w = 2, 2, 4, 4, 6
+def _blocks(blocks, x):
+    for block in blocks:
+        x = block(x)
+    return x
+
+
+def check_decoder(MAE):
+    _check_decoder_on(MAE, TINY, seed=50)
+    note = _optional(RECT, lambda: _check_decoder_on(MAE, TINY_RECT, seed=51))
+    _ok(f"forward_decoder: mask tokens appended, unshuffled with ids_restore, one prediction per patch{note}")
+
+
+def _loss_mistakes(pred, target, mask, C, p):
+    """(loss, hint) for the classic mistakes of the masked mean squared error, against `target`."""
+    per_patch = ((pred - target) ** 2).mean(-1)
+    masked = per_patch * mask
+    n = p * p * C
+    return [
+        (per_patch.mean(), "the loss must average over the MASKED patches only: (loss * mask).sum() / mask.sum()"),
+        ((per_patch * (1 - mask)).sum() / (1 - mask).sum(), "that is the loss on the visible patches; use mask == 1 (removed)"),
+        (masked.sum() / mask.sum() * n,
+         f"the error of each patch is summed over its p*p*C = {n} values; average it: ((pred - target) ** 2).mean(dim=-1)"),
+        (masked.mean(), "divide by the number of masked patches, mask.sum(), not by the number of all patches"),
+        (masked.sum(), "divide the summed loss by the number of masked patches, mask.sum()"),
+        (((pred - target).abs().mean(-1) * mask).sum() / mask.sum(), "use the squared error (pred - target) ** 2, not the absolute error"),
+    ]  # fmt: skip
+
+
+def _check_mae_on(MAE, config, seed):
+    p, C = config["patch_size"], config["in_chans"]
+    imgs = _images(config)
+    B = imgs.shape[0]
+    h, w = imgs.shape[2] // p, imgs.shape[3] // p
+    L = h * w
+    noise = _noise(2, L)
+    reference, yours = _models(MAE, config, seed, norm_pix_loss=False)
     with torch.no_grad():
         want = reference.patchify(imgs)
         got = _call("patchify(imgs)", yours.patchify, imgs)
         grid = imgs.reshape(B, C, h, p, w, p)
         mistakes = [
-            (grid.permute(0, 2, 4, 1, 3, 5).reshape(B, h * w, -1),
+            (grid.permute(0, 2, 4, 1, 3, 5).reshape(B, L, -1),
              "inside a patch the pixels must be ordered (p, q, c), channel last: 'nchpwq -> nhwpqc'"),
-            (grid.permute(0, 4, 2, 3, 5, 1).reshape(B, h * w, -1), "patches must go row by row (h before w): 'nchpwq -> nhwpqc'"),
-            (grid.permute(0, 2, 4, 5, 3, 1).reshape(B, h * w, -1), "inside a patch the row p comes before the column q: 'nhwpqc'"),
+            (grid.permute(0, 4, 2, 3, 5, 1).reshape(B, L, -1), "patches must go row by row (h before w): 'nchpwq -> nhwpqc'"),
+            (grid.permute(0, 2, 4, 5, 3, 1).reshape(B, L, -1), "inside a patch the row p comes before the column q: 'nhwpqc'"),
+            (imgs.reshape(B, L, -1), "cut the image into p x p patches: reshape to (B, C, h, p, w, p) and reorder 'nchpwq -> nhwpqc'; a plain reshape mixes rows of different patches"),
         ]  # fmt: skip
         _compare("patchify", got, want, ("image", "patch", "pixel value"), mistakes)
         back = _call("unpatchify(patchify(imgs))", yours.unpatchify, want)
         _compare("unpatchify(patchify(imgs))", back, imgs, ("image", "channel", "row", "column"),
-                 [(want.reshape(B, C, 16, 24), "unpatchify must undo patchify exactly: reshape to (B, h, w, p, p, C) and reorder 'nhwpqc -> nchpwq'")])  # fmt: skip
+                 [(want.reshape(imgs.shape), "unpatchify must undo patchify exactly: reshape to (B, h, w, p, p, C) and reorder 'nhwpqc -> nchpwq'")])  # fmt: skip
 
         # The first row of patches is nearly flat (variance ~1e-6), where the place of the eps matters.
         imgs = imgs.clone()
         imgs[:, :, :p] = 0.3 + 1e-3 * imgs[:, :, :p]
-        pred = _inputs(2, 24, p * p * C, seed=3)
-        _, mask, _ = ref.random_masking(torch.zeros(2, 24, 1), 0.75, noise=noise)
-        want = reference.forward_loss(imgs, pred, mask)
-        got = _call("forward_loss(imgs, pred, mask)", yours.forward_loss, imgs, pred, mask)
+        pred = _inputs(2, L, p * p * C, seed=3)
+        _, mask, _ = ref.random_masking(torch.zeros(2, L, 1), 0.75, noise=noise)
         target = reference.patchify(imgs)
         mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
         normed = (target - mean) / (var + 1e-6) ** 0.5
-        per_patch = ((pred - normed) ** 2).mean(-1)
+
+        def masked_mse(target):
+            return (((pred - target) ** 2).mean(-1) * mask).sum() / mask.sum()
+
+        want = reference.forward_loss(imgs, pred, mask)
+        got = _call("forward_loss(imgs, pred, mask)", yours.forward_loss, imgs, pred, mask)
         mistakes = [
-            (per_patch.mean(), "the loss must average over the MASKED patches only: (loss * mask).sum() / mask.sum()"),
-            ((per_patch * (1 - mask)).sum() / (1 - mask).sum(), "that is the loss on the visible patches; use mask == 1 (removed)"),
-            ((((pred - target) ** 2).mean(-1) * mask).sum() / mask.sum(), "with norm_pix_loss=True, normalise each target patch by its own mean and variance"),
-            ((((pred - (target - mean) / (target.var(-1, keepdim=True, unbiased=False) + 1e-6) ** 0.5) ** 2).mean(-1) * mask).sum() / mask.sum(),
-             "use the unbiased variance, target.var(dim=-1) (torch's default), as the official code"),
-            ((((pred - (target - mean) / (var**0.5 + 1e-6)) ** 2).mean(-1) * mask).sum() / mask.sum(),
-             "the 1e-6 goes inside the square root: (var + 1e-6) ** 0.5"),
-        ]  # fmt: skip
-        _compare("forward_loss", _tensor("loss", got).reshape(()), want, (), mistakes)
+            (masked_mse(normed), "forward_loss normalises the targets although norm_pix_loss=False; normalise only if self.norm_pix_loss"),
+        ] + _loss_mistakes(pred, target, mask, C, p)  # fmt: skip
+        _compare("forward_loss (norm_pix_loss=False)", _tensor("loss", got).reshape(()), want, (), mistakes)
 
         out = _call("forward(imgs, 0.75, noise=noise)", yours.forward, imgs, 0.75, noise=noise)
         if not isinstance(out, tuple) or len(out) != 3:
@@ -433,7 +797,36 @@ def check_mae(MAE):
         _compare("forward: pred", out[1], want_pred, ("image", "patch", "pixel value"))
         _compare("forward: mask", out[2], want_mask, ("image", "patch"))
         _compare("forward: loss", _tensor("loss", out[0]).reshape(()), want_loss, ())
-    _ok("MAE: patchify 'nhwpqc' and its inverse, normalised-pixel loss on masked patches only, forward")
+        _same_on_other_path(
+            "forward: pred", yours, lambda: _call("forward", yours.forward, imgs, 0.75, noise=noise)[1],
+            want_pred, ("image", "patch", "pixel value"),
+        )  # fmt: skip
+
+        reference, yours = _models(MAE, config, seed, norm_pix_loss=True)
+        want = reference.forward_loss(imgs, pred, mask)
+        got = _call("forward_loss(imgs, pred, mask)", yours.forward_loss, imgs, pred, mask)
+        mistakes = [
+            (masked_mse(target), "with norm_pix_loss=True, normalise each target patch by its own mean and variance"),
+            (masked_mse((target - mean) / (target.var(-1, keepdim=True, unbiased=False) + 1e-6) ** 0.5),
+             "use the unbiased variance, target.var(dim=-1) (torch's default), as the official code"),
+            (masked_mse((target - mean) / (var**0.5 + 1e-6)), "the 1e-6 goes inside the square root: (var + 1e-6) ** 0.5"),
+            (masked_mse((target - mean) / (var + 1e-6)), "divide by the standard deviation, (var + 1e-6) ** 0.5, not by the variance"),
+            (masked_mse((target - target.mean()) / (target.var() + 1e-6) ** 0.5),
+             "normalise each patch by its OWN mean and variance: .mean(dim=-1, keepdim=True), .var(dim=-1, keepdim=True)"),
+        ] + _loss_mistakes(pred, normed, mask, C, p)  # fmt: skip
+        _compare("forward_loss (norm_pix_loss=True)", _tensor("loss", got).reshape(()), want, (), mistakes)
+        want_loss, _, _ = reference(imgs, 0.75, noise=noise)
+        got = _call("forward(imgs, 0.75, noise=noise)", yours.forward, imgs, 0.75, noise=noise)
+        _compare("forward: loss (norm_pix_loss=True)", _tensor("loss", got[0]).reshape(()), want_loss, ())
+
+
+def check_mae(MAE):
+    _check_mae_on(MAE, TINY, seed=60)
+    note = _optional(RECT, lambda: _check_mae_on(MAE, TINY_RECT, seed=61))
+    _ok(
+        "MAE: patchify 'nhwpqc' and its inverse, loss on masked patches only (norm_pix_loss off and on), "
+        f"forward{note}"
+    )
 
 
 # --------------------------------------------------------------------------- 12 the classifier
@@ -441,14 +834,14 @@ def check_mae(MAE):
 ENCODER_KEYS = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads", "mlp_ratio")
 
 
-def check_classifier(VisionTransformer):
-    config = {k: v for k, v in TINY.items() if k in ENCODER_KEYS}
-    imgs = _inputs(2, 2, 16, 24)
+def _check_classifier_on(VisionTransformer, config, seed):
+    config = {k: v for k, v in config.items() if k in ENCODER_KEYS}
+    imgs = _images(config)
     for global_pool in (True, False):
-        torch.manual_seed(0)
-        reference = ref.VisionTransformer(num_classes=5, global_pool=global_pool, **config).eval()
-        with torch.no_grad():  # non-trivial head and position embeddings, so that mistakes show
-            reference.head.weight.normal_()
+        reference = _randomise(ref.VisionTransformer(num_classes=5, global_pool=global_pool, **config), seed)
+        reference.eval()
+        # Position embeddings are trained when fine-tuning: not the sin-cos table any more.
+        with torch.no_grad():
             reference.pos_embed.add_(0.5 * _inputs(*reference.pos_embed.shape, seed=4))
         what = f"VisionTransformer(num_classes=5, global_pool={global_pool}, ...)"
         yours = _call(what, VisionTransformer, num_classes=5, global_pool=global_pool, **config)
@@ -473,6 +866,7 @@ def check_classifier(VisionTransformer):
                     (x[:, 1:].mean(dim=1), "normalise the pooled vector with self.fc_norm"),
                     (r.fc_norm(tokens(pos=False)[:, 1:].mean(dim=1)), "add self.pos_embed (CLS row included) before the blocks"),
                     (r.fc_norm(x[:, 0]), "global_pool=True averages the patch tokens; the CLS token is for global_pool=False"),
+                    (r.fc_norm(x[:, 1:]).mean(dim=1), "average first, then apply fc_norm: fc_norm(x[:, 1:].mean(dim=1))"),
                 ]  # fmt: skip
             else:
                 mistakes = [
@@ -480,38 +874,64 @@ def check_classifier(VisionTransformer):
                     (r.norm(x)[:, 1:].mean(dim=1), "global_pool=False reads the CLS token, x[:, 0]"),
                     (r.norm(tokens(pos=False))[:, 0], "add self.pos_embed (CLS row included) before the blocks"),
                 ]  # fmt: skip
-        _compare(f"forward_features (global_pool={global_pool})", got, want, ("image", "channel"), mistakes)
-        _compare(f"forward (global_pool={global_pool})", _call("forward(imgs)", yours, imgs), reference(imgs),
-                 ("image", "class"), [(want, "finish with self.head(features)")])  # fmt: skip
+            axes = ("image", "channel")
+            _compare(f"forward_features (global_pool={global_pool})", got, want, axes, mistakes)
+            _compare(f"forward (global_pool={global_pool})", _call("forward(imgs)", yours, imgs), reference(imgs),
+                     ("image", "class"), [(want, "finish with self.head(features)")])  # fmt: skip
+            _same_on_other_path(
+                f"forward_features (global_pool={global_pool})", yours,
+                lambda yours=yours: _call("forward_features(imgs)", yours.forward_features, imgs), want, axes,
+            )  # fmt: skip
+
+
+def check_classifier(VisionTransformer):
+    _check_classifier_on(VisionTransformer, TINY, seed=70)
+    note = _optional(RECT, lambda: _check_classifier_on(VisionTransformer, TINY_RECT, seed=71))
     _ok(
-        "VisionTransformer: every patch seen, CLS token (probe) or pooled patches + fc_norm (fine-tune), then head"
+        "VisionTransformer: every patch seen, CLS token (probe) or pooled patches + fc_norm (fine-tune), "
+        f"then head{note}"
     )
 
 
 # --------------------------------------------------------------------------- the terminal runner
 
-STEPS = {  # step -> (exercise file, the check, which object of the implementation it takes)
-    "patch_embed": ("01", check_patch_embed, "PatchEmbed"),
-    "pos_embed": ("02", check_pos_embed, "get_2d_sincos_pos_embed"),
-    "masking": ("03", check_random_masking, "random_masking"),
-    "attention": ("04", check_attention, "Attention"),
-    "transformer": ("05", check_block, "Block"),
-    "encoder": ("06", check_encoder, "MAE"),
-    "decoder": ("07", check_decoder, "MAE"),
-    "model": ("08", check_mae, "MAE"),
-    "classifier": ("12", check_classifier, "VisionTransformer"),
+STEPS = {  # step -> (its notebook, the check, which object of the implementation it takes)
+    "patch_embed": (implementation.STEPS["patch_embed"], check_patch_embed, "PatchEmbed"),
+    "pos_embed": (implementation.STEPS["pos_embed"], check_pos_embed, "get_2d_sincos_pos_embed"),
+    "masking": (implementation.STEPS["masking"], check_random_masking, "random_masking"),
+    "attention": (implementation.STEPS["attention"], check_attention, "Attention"),
+    "transformer": (implementation.STEPS["transformer"], check_block, "Block"),
+    "encoder": (implementation.STEPS["encoder"], check_encoder, "MAE"),
+    "decoder": (implementation.STEPS["decoder"], check_decoder, "MAE"),
+    "model": (implementation.STEPS["model"], check_mae, "MAE"),
+    "classifier": (implementation.STEPS["classifier"], check_classifier, "VisionTransformer"),
 }
 
 
-def run_checks(steps=None, impl="exercises"):
-    """Run the checks of `steps` (all by default) on the package `impl`; returns {step: error or None}."""
-    module = importlib.import_module(impl)
+def run_checks(steps=None, impl=None):
+    """Run the checks of `steps` (all by default); returns {step: error message, or None if it passes}.
+
+    impl is "exercises" or "solutions"; None reads $MAE_IMPL, else your exercises/ (see mae.impl).
+    A step you have not written yet is reported as such; the others are checked with your code,
+    each on top of your other steps (the reference standing in for those not written yet).
+    """
+    name = implementation.resolve(impl, default="exercises")
+    module = importlib.import_module("solutions")
+    unwritten = []
+    if name == "exercises":
+        module = (
+            implementation.components() if implementation.active() == name else implementation.select(name)
+        )
+        unwritten = implementation.unwritten_steps()
     results = {}
     for step in steps or STEPS:
-        number, check, name = STEPS[step]
+        _, check, attribute = STEPS[step]
+        if step in unwritten:
+            results[step] = implementation.not_written_message(step)
+            continue
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                check(getattr(module, name))
+                check(getattr(module, attribute))
             results[step] = None
         except AssertionError as error:
             results[step] = str(error)
@@ -521,13 +941,16 @@ def run_checks(steps=None, impl="exercises"):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Check your exercises, step by step.")
     parser.add_argument("steps", nargs="*", metavar="step", help=f"any of: {', '.join(STEPS)} (default: all)")
-    parser.add_argument("--impl", default="exercises", choices=("exercises", "solutions"))
+    parser.add_argument(
+        "--impl", choices=implementation.IMPLEMENTATIONS, help="whose code: $MAE_IMPL, else exercises"
+    )
     args = parser.parse_args(argv)
     unknown = [step for step in args.steps if step not in STEPS]
     if unknown:
         parser.error(f"unknown step(s) {', '.join(unknown)}; choose from {', '.join(STEPS)}")
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    results = run_checks(args.steps or None, args.impl)
+    name = implementation.resolve(args.impl, default="exercises")
+    results = run_checks(args.steps or None, name)
     print()
     for step, error in results.items():
         number = STEPS[step][0]
@@ -539,10 +962,10 @@ def main(argv=None):
             for line in rest:
                 print(f"        {line}")
     passed = sum(error is None for error in results.values())
-    print(f"\n{passed} of {len(results)} steps pass ({args.impl}/).")
+    print(f"\n{passed} of {len(results)} steps pass ({name}/).")
     failing = [step for step, error in results.items() if error is not None]
     if failing:
-        print(f"Next: open exercises/{failing[0]}.py (notebook {STEPS[failing[0]][0]}).")
+        print(f"Next: open {name}/{failing[0]}.py (notebook {STEPS[failing[0]][0]}).")
     return 0 if not failing else 1
 
 

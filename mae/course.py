@@ -1,25 +1,30 @@
 """Small helpers the course notebooks share: whose code runs, and where the notebook runs."""
 
-import importlib
-import os
-
 import torch
 
-IMPLEMENTATIONS = ("exercises", "solutions")
+from . import impl as implementation
 
 
-def use(impl=None, seed=0):
-    """Import the implementation the notebook works with, seed everything, and say which one it is.
+def use(impl=None, seed=0, exercise=None):
+    """Select whose code this notebook runs, seed everything, and say which it is.
 
-    impl is "exercises" (your code, the default for learners) or "solutions" (the reference);
-    None reads the MAE_IMPL environment variable.
+    impl is "exercises" (your code, the default in the course) or "solutions" (the reference);
+    None reads $MAE_IMPL. The whole package follows the choice (see mae.impl): with your code,
+    the steps you have not written yet run the reference, except this notebook's own `exercise`,
+    whose check has to see your stub. Returns the package: `code.PatchEmbed`, `code.MAE`, ...
     """
-    impl = impl or os.environ.get("MAE_IMPL", "exercises")
-    if impl not in IMPLEMENTATIONS:
-        raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
+    module = implementation.select(impl, default="exercises", own_step=exercise, export=True)
     torch.manual_seed(seed)
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    module = importlib.import_module(impl)
-    where = "your code in exercises/" if impl == "exercises" else "the reference code in solutions/"
-    print(f"Using {where} (impl={impl!r})")
+    name = module.__name__
+    print(f"Using {'your code in exercises/' if name == 'exercises' else 'the reference code in solutions/'} "
+          f"(impl={name!r})")  # fmt: skip
+    line = implementation.describe_fallback(implementation.selected()[2])
+    if line:
+        print(line)
     return module
+
+
+# Where the course lives, for the Colab badges and install cell of every notebook. A fork sets its own URL
+# here and runs `python scripts/sync_notebooks.py`, which rewrites those cells (CI fails when they drift).
+REPOSITORY = "https://github.com/mae-from-scratch/mae-from-scratch"

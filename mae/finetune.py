@@ -92,11 +92,7 @@ def build(args, context, data):
     optimizer = torch.optim.AdamW(
         groups, lr=args.lr, fused=FUSED_ADAMW.get(context.device.type, False) or None
     )
-    transform = create_transform(
-        args.input_size, is_training=True, scale=(data.min_scale, 1.0), hflip=data.hflip, color_jitter=None,
-        auto_augment=None if args.aa == "none" else args.aa, interpolation="bicubic", re_prob=args.reprob,
-        re_mode=args.remode, re_count=args.recount, mean=data.mean, std=data.std,
-    )  # fmt: skip
+    transform = train_transform(args, data)
     mixup = None
     if (args.mixup > 0 or args.cutmix > 0) and args.batch_size % 2:
         raise ValueError(
@@ -126,6 +122,16 @@ def build(args, context, data):
         return criterion(train_model(imgs), labels)
 
     return model, optimizer, transform, compute_loss
+
+
+def train_transform(args, data):
+    """timm's training augmentation, as the official recipe: random resized crop, flip (when the data allows),
+    RandAugment, normalisation, then random erasing (with per-pixel noise by default, --remode pixel)."""
+    return create_transform(
+        args.input_size, is_training=True, scale=(data.min_scale, 1.0), hflip=data.hflip, color_jitter=None,
+        auto_augment=None if args.aa == "none" else args.aa, interpolation="bicubic", re_prob=args.reprob,
+        re_mode=args.remode, re_count=args.recount, mean=data.mean, std=data.std,
+    )  # fmt: skip
 
 
 def run(args):

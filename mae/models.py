@@ -5,7 +5,9 @@
 probing and fine-tuning (the official `--model vit_base_patch16` of main_finetune.py).
 """
 
-from .impl import impl
+import solutions
+
+from .impl import components
 
 # Architecture of each factory; any keyword passed to a factory overrides these.
 CONFIGS = {
@@ -40,19 +42,26 @@ _DEFAULTS = dict(
 )  # fmt: skip
 
 
-def create_model(name, **overrides):
-    """Build the MAE called `name` (see CONFIGS), e.g. create_model("mae_vit_base_patch16", norm_pix_loss=True)."""
+def create_model(name, *, reference=False, **overrides):
+    """Build the MAE called `name` (see CONFIGS), e.g. create_model("mae_vit_base_patch16", norm_pix_loss=True).
+
+    Its classes come from the selected implementation (see mae.impl), or from solutions/ with reference=True.
+    """
     if name not in CONFIGS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(CONFIGS)}")
-    return impl.MAE(**{**_DEFAULTS, **CONFIGS[name], **overrides})
+    code = solutions if reference else components()
+    return code.MAE(**{**_DEFAULTS, **CONFIGS[name], **overrides})
 
 
-def create_classifier(name, num_classes=1000, global_pool=True, drop_path_rate=0.0, **overrides):
+def create_classifier(
+    name, num_classes=1000, global_pool=True, drop_path_rate=0.0, *, reference=False, **overrides
+):
     """The encoder of `mae_<name>` as a classifier, e.g. create_classifier("vit_base_patch16", drop_path_rate=0.1)."""
     if name not in CLASSIFIERS:
         raise ValueError(f"unknown classifier {name!r}; choose one of: {', '.join(CLASSIFIERS)}")
     config = {k: v for k, v in {**_DEFAULTS, **CONFIGS["mae_" + name]}.items() if k in ENCODER_KEYS}
-    return impl.VisionTransformer(
+    code = solutions if reference else components()
+    return code.VisionTransformer(
         num_classes=num_classes,
         global_pool=global_pool,
         drop_path_rate=drop_path_rate,

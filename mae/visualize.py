@@ -67,18 +67,23 @@ def show_patches(imgs, patch_size, highlight=None, numbers=True):
 
 
 def show_pos_embed_similarity(table, grid_size, positions):
-    """Cosine similarity between the embedding of each chosen (row, col) and every other position."""
+    """Cosine similarity between the embedding of each chosen (row, col) and every other position.
+
+    One colour scale for all panels, spanning the similarities shown (sin-cos tables are far from
+    orthogonal: on ViT-B's grid no two positions are below ~0.3), so the pattern is visible.
+    """
     h, w = grid_size
     table = F.normalize(table.float(), dim=-1)  # (L, D)
+    maps = [(table @ table[r * w + c]).reshape(h, w) for r, c in positions]
+    low = min(m.min().item() for m in maps)
     fig, axes = plt.subplots(1, len(positions), figsize=(2.6 * len(positions), 2.8), squeeze=False)
-    for ax, (r, c) in zip(axes[0], positions):
-        similarity = (table @ table[r * w + c]).reshape(h, w)
-        image = ax.imshow(similarity.numpy(), cmap="viridis", vmin=-1, vmax=1)
+    for ax, (r, c), similarity in zip(axes[0], positions, maps):
+        image = ax.imshow(similarity.numpy(), cmap="viridis", vmin=low, vmax=1)
         ax.plot(c, r, marker="x", color="red")
         ax.set_title(f"similarity to ({r}, {c})", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="cosine similarity")
     return fig
 
 
@@ -101,23 +106,35 @@ def show_masking(model, imgs, ratios, seed=0):
 
 
 def show_attention(weights, grid_size, image=None, query=0, heads=None):
-    """Attention of one query token over the patches, one panel per head.
+    """Attention of one query token over the patches, one panel per head, on one colour scale.
 
-    weights: (H, N, N) probabilities with the CLS token first; query 0 is the CLS token.
+    weights: (H, N, N) probabilities with the CLS token first; query 0 is the CLS token, query
+    1 + r * w + c the patch at (r, c), outlined in red.
     """
     h, w = grid_size
     heads = range(weights.shape[0]) if heads is None else heads
-    panels = len(heads) + (image is not None)
-    fig, axes = plt.subplots(1, panels, figsize=(2.4 * panels, 2.7), squeeze=False)
+    maps = [weights[head, query, -h * w :].reshape(h, w).detach() for head in heads]  # to the patch tokens
+    top = max(m.max().item() for m in maps)
+    panels = len(maps) + (image is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(2.4 * panels + 0.6, 2.7), squeeze=False)
     axes = list(axes[0])
+    row, col = divmod(query - 1, w) if query > 0 else (None, None)
     if image is not None:
-        _show(axes.pop(0), denormalize(image[:1]), "image")
-    for ax, head in zip(axes, heads):
-        attention = weights[head, query, -h * w :].reshape(h, w)  # attention to the patch tokens
-        ax.imshow(attention.detach().numpy(), cmap="magma")
+        ax = axes.pop(0)
+        _show(ax, denormalize(image[:1]), "image, query patch in red" if query > 0 else "image")
+        if query > 0:
+            p = image.shape[-1] // w
+            ax.add_patch(
+                plt.Rectangle((col * p - 0.5, row * p - 0.5), p, p, fill=False, edgecolor="red", lw=1.5)
+            )
+    for ax, head, attention in zip(axes, heads, maps):
+        shown = ax.imshow(attention.numpy(), cmap="magma", vmin=0, vmax=top)
+        if query > 0:
+            ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.5))
         ax.set_title(f"head {head}", fontsize=9)
         ax.set_axis_off()
     fig.tight_layout()
+    fig.colorbar(shown, ax=axes, shrink=0.8, label="attention weight")
     return fig
 
 

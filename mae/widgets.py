@@ -2,7 +2,8 @@
 
 Each explorer draws only when a slider moves: the notebook shows the same picture statically
 just above it, so a headless run (nbval, papermill, CI) never renders inside a widget and its
-output stays deterministic.
+output stays deterministic. A saved notebook opened before its cells run (on GitHub, or in
+JupyterLab) shows one sentence in place of the sliders, not the widget's repr.
 """
 
 import matplotlib.pyplot as plt
@@ -33,7 +34,23 @@ def _explorer(draw, **sliders):
     for slider in sliders.values():
         slider.observe(redraw, names="value")
     hint = widgets.Label("Move a slider to draw (the static figure above shows the starting values).")
-    return widgets.VBox([*sliders.values(), hint, output])
+    return _Explorer([*sliders.values(), hint, output])
+
+
+def _Explorer(children):
+    """A VBox whose text form, all that a saved notebook keeps of it, is a sentence rather than its repr."""
+    import ipywidgets as widgets
+
+    class Explorer(widgets.VBox):
+        def _repr_mimebundle_(self, **kwargs):
+            bundle = super()._repr_mimebundle_(**kwargs)
+            bundle["text/plain"] = EXPLORER_TEXT
+            return bundle
+
+    return Explorer(children)
+
+
+EXPLORER_TEXT = "[Interactive explorer: run this cell in Jupyter to get its sliders.]"
 
 
 def mask_ratio_explorer(model, imgs):
