@@ -2,6 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# `make demo PY=python` (or bench, checkpoints) runs in the environment you already have, without .venv/.
+ifeq ($(origin PY),command line)
+SETUP :=
+else
+SETUP := venv
+endif
 # The torch build to install; this default matches the wheels cached on the project's CI machines.
 ifeq ($(shell uname -m),x86_64)
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
@@ -20,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[course,dev]"
 	touch $@
 
-demo: venv
+demo: $(SETUP)
 	$(PY) -m mae.demo --output-dir output/demo
 
 lint: venv
@@ -44,7 +50,7 @@ notebooks-test: venv
 	done
 
 # Training-step speed, side by side (see docs/performance.md).
-bench: venv
+bench: $(SETUP)
 	$(PY) benchmarks/pretrain_speed.py
 
 # Re-execute the notebooks in place (after changing them or the package), with the reference solutions.
@@ -52,7 +58,7 @@ notebooks: venv
 	$(PY) scripts/run_notebooks.py
 
 # Remake the small checkpoints shipped in checkpoints/ (see checkpoints/README.md); about 8 minutes on 2 cores.
-checkpoints: venv
+checkpoints: $(SETUP)
 	OMP_NUM_THREADS=2 $(PY) scripts/make_checkpoints.py
 
 exercises: venv

@@ -135,6 +135,15 @@ def describe_mismatch(model_state, ckpt_state, encoder_only=False):
     other_extra = [k for k in unexpected if k not in head and k not in decoder_extra]
 
     lines = []
+    head_shapes = [k for k in wrong_shape if k.startswith("head.")]
+    if "head.weight" in head_shapes:  # the most likely cause, and the one a flag fixes: say it first
+        got, want = ckpt_state["head.weight"].shape, model_state["head.weight"].shape
+        lines.append(
+            f"the classifier head has {got[0]} classes in the checkpoint, {want[0]} in the model "
+            f"(head.weight {tuple(got)} vs {tuple(want)}): build the model with num_classes={got[0]} "
+            f"(--nb_classes {got[0]} on the command line), or evaluate on data with {got[0]} classes"
+        )
+        wrong_shape = [k for k in wrong_shape if k not in head_shapes]
     if any(not k.endswith("pos_embed") for k in wrong_shape) or (other_missing and other_extra):
         lines.append(
             f"the checkpoint is another architecture: checkpoint [{architecture(ckpt_state)}], "

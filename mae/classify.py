@@ -7,6 +7,7 @@ official fine-tuned checkpoints.
 """
 
 import argparse
+import json
 import math
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from . import distributed
 from .checkpoint import (
     DECODER_PREFIXES,
     CheckpointError,
+    atomic_save,
     describe_mismatch,
     read_checkpoint,
     resize_pos_embed,
@@ -42,10 +44,16 @@ def get_args_parser(description, presets, **defaults):
     p.add_argument(
         "--data_path", default="builtin:digits", help="folder with train/ and val/, or builtin:digits"
     )
-    p.add_argument("--nb_classes", type=int, default=None, help="default: the number of classes in the data")
+    p.add_argument("--nb_classes", type=int, default=None,
+                   help="default: the number of classes in the data (the official default is 1000, ImageNet's)")  # fmt: skip
     p.add_argument(
         "--eval", action="store_true", help="only evaluate the --resume checkpoint on the val split"
     )
+    p.add_argument("--dist_eval", action="store_true",
+                   help="accepted for the official commands: evaluation is always split across the processes, "
+                        "each image counted once")  # fmt: skip
+    p.add_argument("--save_best", action="store_true",
+                   help="also keep checkpoint-best.pth, the model of the epoch with the best acc@1")  # fmt: skip
     return p
 
 
@@ -58,6 +66,10 @@ def parse_args(parser, presets, argv=None):
 
 
 def finish_args(args, context):
+    if args.warmup_epochs >= args.epochs and not args.eval and context.is_main:
+        print(f"warning: --warmup_epochs {args.warmup_epochs:g} >= --epochs {args.epochs}: the learning rate "
+              f"never reaches its peak (lr {args.lr if args.lr is not None else 'from --blr'}); lower "
+              f"--warmup_epochs", flush=True)  # fmt: skip
     if args.effective_batch and not args.eval:
         per_pass = args.batch_size * context.world_size
         if args.effective_batch % per_pass:
@@ -115,6 +127,21 @@ class EveryNth(torch.utils.data.Sampler):
         return len(self.indices)
 
 
+def report(stats, count):
+    """The official evaluation lines, which researchers' scripts parse."""
+    print(f"* Acc@1 {stats['acc1']:.3f} Acc@5 {stats['acc5']:.3f} loss {stats['loss']:.3f}")
+    print(f"Accuracy of the network on the {count} test images: {stats['acc1']:.1f}%", flush=True)
+
+
+def best_logged_accuracy(output_dir):
+    """The best test_acc1 in a resumed run's log.txt (only epochs before the resume point remain in it)."""
+    path = Path(output_dir) / "log.txt"
+    lines = (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    )
+    return max((line["test_acc1"] for line in lines if "test_acc1" in line), default=-math.inf)
+
+
 @torch.no_grad()
 def evaluate(model, dataset, args, context, dtype=None):
     """{"acc1", "acc5", "loss"} over the whole dataset (percentages, as the official logs)."""
@@ -159,8 +186,15 @@ def run(args, name, build):
         seed_everything(args.seed + context.rank)
         finish_args(args, context)
         data = load_labelled(args.data_path)
+        origin = "given by --nb_classes"
         if args.nb_classes is None:
-            args.nb_classes = data.num_classes
+            args.nb_classes, origin = (
+                data.num_classes,
+                "the classes in --data_path (the official default is 1000)",
+            )
+        if context.is_main:
+            print(f"{name}: {args.nb_classes} classes ({origin}), {len(data.train_labels)} training and "
+                  f"{len(data.val_labels)} validation images", flush=True)  # fmt: skip
         model, optimizer, train_transform, compute_loss = build(args, context, data)
         model.to(context.device)
         mode = "L" if data.in_chans == 1 else "RGB"
@@ -176,21 +210,32 @@ def run(args, name, build):
             load_classifier(model, args.resume)
             stats = evaluate(model, val, args, context, dtype)
             if context.is_main:
-                print(f"{args.resume}: acc@1 {stats['acc1']:.2f}%  acc@5 {stats['acc5']:.2f}%  loss "
-                      f"{stats['loss']:.4f} on {len(val)} images", flush=True)  # fmt: skip
+                report(stats, len(val))
             return stats
         train = LabelledImages(data.train_images, data.train_labels, train_transform, mode, seed=args.seed)
-        best = {"acc1": -math.inf}
+        best = {"acc1": best_logged_accuracy(args.output_dir) if context.is_main else -math.inf}
+        n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
         def end_of_epoch(epoch, step):
             stats = evaluate(model, val, args, context, dtype)
-            best["acc1"] = max(best["acc1"], stats["acc1"])
             if context.is_main:
-                print(f"epoch {epoch}: acc@1 {stats['acc1']:.2f}%  acc@5 {stats['acc5']:.2f}%  "
-                      f"(best acc@1 {best['acc1']:.2f}%) on {len(val)} images", flush=True)  # fmt: skip
+                print(f"epoch {epoch}:", flush=True)
+                report(stats, len(val))
+                if stats["acc1"] > best["acc1"] and args.save_best:
+                    atomic_save({"model": model.state_dict(), "epoch": epoch, "acc1": stats["acc1"],
+                                 "args": vars(args)}, Path(args.output_dir) / "checkpoint-best.pth")  # fmt: skip
+                best["acc1"] = max(best["acc1"], stats["acc1"])
+                print(f"Max accuracy: {best['acc1']:.2f}%", flush=True)
             return {"acc1": stats["acc1"], "acc5": stats["acc5"], "val_loss": stats["loss"]}, None
 
-        fit(args, context, Job(model, optimizer, train, compute_loss, end_of_epoch, name=name))
+        def official_fields(fields):
+            return {"test_acc1": fields["acc1"], "test_acc5": fields["acc5"], "test_loss": fields["val_loss"],
+                    "n_parameters": n_parameters}  # fmt: skip
+
+        job = Job(
+            model, optimizer, train, compute_loss, end_of_epoch, official_fields=official_fields, name=name
+        )
+        fit(args, context, job)
         return evaluate(model, val, args, context, dtype)
     finally:
         distributed.finish(context)

@@ -19,6 +19,7 @@ for all three:
 import contextlib
 import json
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -57,7 +58,18 @@ def add_engine_args(p, *, epochs, warmup_epochs, batch_size, blr, weight_decay):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", default="", help="checkpoint to start from (default: output_dir/checkpoint-last.pth if any)")  # fmt: skip
     p.add_argument("--start_epoch", type=int, default=0)
-    p.add_argument("--num_workers", type=int, default=10)
+    p.add_argument("--num_workers", type=int, default=None,
+                   help="data-loading processes per GPU (default: this machine's cores per process, minus one, at most 10)")  # fmt: skip
+    p.add_argument(
+        "--pin_mem", action="store_true", default=True, help="pinned host memory for GPU transfers (default)"
+    )
+    p.add_argument("--no_pin_mem", action="store_false", dest="pin_mem")
+    # Accepted so that the official commands run unchanged; torchrun or SLURM say how many processes there are.
+    official = "accepted for the official commands; the processes are described by torchrun or SLURM (see mae.distributed)"
+    p.add_argument("--world_size", type=int, default=1, help=official)
+    p.add_argument("--local_rank", "--local-rank", type=int, default=-1, help=official)
+    p.add_argument("--dist_on_itp", action="store_true", help=official)
+    p.add_argument("--dist_url", default="env://", help=official)
     p.add_argument("--amp", choices=("bf16", "fp16", "none"), default=None,
                    help="mixed precision (default: bf16 on GPUs that support it, else none)")  # fmt: skip
     p.add_argument("--clip_grad", type=float, default=None)
@@ -76,6 +88,14 @@ def add_engine_args(p, *, epochs, warmup_epochs, batch_size, blr, weight_decay):
 # --------------------------------------------------------------------------- pieces
 
 
+def default_workers(context):
+    """Data-loading processes for each training process: the cores this process may use, shared by the
+    processes on its node, minus one for the process itself, and at most 10 (the official default)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    per_process = cores // max(int(os.environ.get("LOCAL_WORLD_SIZE", 1)), 1)
+    return min(10, max(per_process - 1, 0))
+
+
 def learning_rate(epoch, args):
     """Linear warm-up, then a half-cycle cosine to min_lr; `epoch` is fractional (per iteration)."""
     if epoch < args.warmup_epochs:
@@ -85,20 +105,24 @@ def learning_rate(epoch, args):
 
 
 class ResumableSampler(DistributedSampler):
-    """A DistributedSampler that can start part-way through an epoch (after a resume)."""
+    """A DistributedSampler that can start part-way through an epoch (after a resume) and stop early.
+
+    `stop` leaves out the samples of an epoch's last, incomplete accumulation: they would be
+    loaded and computed only to be thrown away.
+    """
 
     def __init__(self, dataset, num_replicas, rank, seed, shuffle=True, drop_last=True):
         super().__init__(
             dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
         )
-        self.start = 0
+        self.start, self.stop = 0, self.num_samples
 
     def __iter__(self):
         indices = list(super().__iter__())
-        return iter(indices[self.start :])
+        return iter(indices[self.start : self.stop])
 
     def __len__(self):
-        return self.num_samples - self.start
+        return max(self.stop - self.start, 0)
 
 
 def amp_dtype(args, device):
@@ -140,17 +164,19 @@ def set_rng_states(states, device=None):
 
 
 class Log:
-    """Rank 0's outputs: JSON lines, TensorBoard scalars and images. Other ranks write nothing."""
+    """Rank 0's outputs: JSON lines (log.jsonl: every log step and epoch), the official log.txt (one JSON
+    object per epoch: train_loss, train_lr, epoch, and the job's test_* fields), TensorBoard scalars and
+    images. Other ranks write nothing."""
 
-    def __init__(self, args, context, resume_step):
+    def __init__(self, args, context, position):
         self.enabled = context.is_main
         if not self.enabled:
             return
         self.path = Path(args.output_dir) / "log.jsonl"
-        if self.path.exists():  # drop lines from steps that the resumed run will redo
-            lines = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-            kept = [line for line in lines if line.get("step", 0) <= resume_step]
-            self.path.write_text("".join(json.dumps(line) + "\n" for line in kept))
+        self.official = Path(args.output_dir) / "log.txt"
+        # Drop the lines of steps and epochs that the resumed run will redo.
+        _keep_lines(self.path, lambda line: line.get("step", 0) <= position.step)
+        _keep_lines(self.official, lambda line: line.get("epoch", 0) < position.epoch)
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(args.log_dir or args.output_dir)
@@ -166,6 +192,17 @@ class Log:
         if images is not None:
             self.writer.add_image("reconstruction", images, record["step"])
         self.writer.flush()
+
+    def write_official(self, record):
+        if self.enabled:
+            with self.official.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def _keep_lines(path, keep):
+    if path.exists():
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines if keep(line)))
 
 
 @dataclass
@@ -211,7 +248,10 @@ class Job:
     optimizer: torch.optim.Optimizer
     dataset: torch.utils.data.Dataset  # yields tuples of tensors (or None for an unreadable sample)
     compute_loss: callable  # (train_model, *batch on device) -> scalar loss
-    end_of_epoch: callable = None  # (epoch_done, step) -> (log record fields, TensorBoard image or None)
+    end_of_epoch: callable = (
+        None  # (epoch index, 0-based, step) -> (log record fields, TensorBoard image or None)
+    )
+    official_fields: callable = None  # end_of_epoch's fields -> the official log.txt's (test_acc1, ...)
     extra_state: callable = None  # () -> dict saved in every checkpoint
     name: str = "training"
     collate: callable = collate_skipping_unreadable
@@ -230,6 +270,7 @@ def fit(args, context, job):
             f"(batch_size {args.batch_size} x accum_iter {args.accum_iter})"
         )
     steps_per_epoch = sampler.num_samples // per_step
+    sampler.stop = steps_per_epoch * per_step  # whole optimizer steps only
     dtype = amp_dtype(args, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     position, resumed_from = resume(args, model, optimizer, scaler, context)
@@ -239,12 +280,13 @@ def fit(args, context, job):
         ids = [context.local_rank] if device.type == "cuda" else None
         train_model = DistributedDataParallel(train_model, device_ids=ids)
 
-    log = Log(args, context, position.step)
+    log = Log(args, context, position)
+    num_workers = default_workers(context) if args.num_workers is None else args.num_workers
     if context.is_main:
         print(f"{job.name}: world size {context.world_size}, effective batch {per_step * context.world_size} "
               f"({args.batch_size} per process x {args.accum_iter} accumulation x {context.world_size}), "
               f"lr {args.lr:.3g} (blr {args.blr:.3g}), {steps_per_epoch} steps per epoch, device {device}, "
-              f"amp {dtype}" + (f", resuming at epoch {position.epoch} step {position.step} from {resumed_from}"
+              f"amp {dtype}, {num_workers} data workers" + (f", resuming at epoch {position.epoch} step {position.step} from {resumed_from}"
                                 if resumed_from else ""), flush=True)  # fmt: skip
 
     # Losses stay on the device between log lines; so does the first non-finite one, if any.
@@ -292,16 +334,18 @@ def fit(args, context, job):
         sampler.set_epoch(position.epoch)
         sampler.start = position.step_in_epoch * per_step
         loader = DataLoader(
-            dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
-            pin_memory=device.type == "cuda", drop_last=True, collate_fn=job.collate,
+            dataset, batch_size=args.batch_size, sampler=sampler, num_workers=num_workers,
+            pin_memory=args.pin_mem and device.type == "cuda", drop_last=True, collate_fn=job.collate,
             generator=loader_generator, persistent_workers=False,
         )  # fmt: skip
         progress = tqdm(total=steps_per_epoch, initial=position.step_in_epoch, desc=f"epoch {position.epoch}",
                         disable=not context.is_main)  # fmt: skip
         train_model.train()
         window_micro, window_images, window_start = 0, 0, time.perf_counter()
+        epoch_loss = torch.zeros((), dtype=torch.float64, device=device)  # for log.txt's train_loss
+        epoch_micro, epoch_steps, epoch_lr = 0, 0, 0.0
         micro = 0
-        optimizer.zero_grad(set_to_none=True)  # a partial accumulation left by the last epoch is dropped
+        optimizer.zero_grad(set_to_none=True)
         for batch in loader:
             if batch is not None:
                 batch = (
@@ -328,6 +372,8 @@ def fit(args, context, job):
             bad = (~torch.isfinite(loss)) & (first_bad[0] < 0)
             first_bad.copy_(torch.where(bad, torch.stack([step_on_device, loss.double()]), first_bad))
             window_loss += loss.double()
+            epoch_loss += loss.double()
+            epoch_micro += 1
             window_micro += 1
             window_images += batch[0].shape[0]
             micro += 1
@@ -343,6 +389,7 @@ def fit(args, context, job):
             position.step += 1
             position.step_in_epoch += 1
             step_on_device += 1
+            epoch_lr, epoch_steps = epoch_lr + lr, epoch_steps + 1
             progress.update(1)
             last_step = args.max_steps is not None and position.step >= args.max_steps
             if position.step % args.log_every == 0 or position.step_in_epoch == steps_per_epoch or last_step:
@@ -366,21 +413,21 @@ def fit(args, context, job):
                 break
         progress.close()
         if not finished or position.step_in_epoch == steps_per_epoch:
+            done = (
+                position.epoch
+            )  # epochs count from 0, as in the progress bar, the logs and checkpoint-N.pth
             position.epoch, position.step_in_epoch = position.epoch + 1, 0
-            fields, images = (
-                job.end_of_epoch(position.epoch, position.step) if job.end_of_epoch else ({}, None)
-            )
-            record = {
-                "kind": "epoch",
-                "step": position.step,
-                "epoch": position.epoch,
-                "skipped_images": skipped,
-            }
+            fields, images = job.end_of_epoch(done, position.step) if job.end_of_epoch else ({}, None)
+            record = {"kind": "epoch", "step": position.step, "epoch": done, "skipped_images": skipped}
             log.write({**record, **fields}, images)
+            train_loss = distributed.mean_across_ranks(epoch_loss.item() / max(epoch_micro, 1), context)
+            official = job.official_fields(fields) if job.official_fields else {}
+            log.write_official({"train_lr": epoch_lr / max(epoch_steps, 1), "train_loss": train_loss,
+                                **official, "epoch": done})  # fmt: skip
             if skipped:
                 print(f"warning: {skipped} unreadable images skipped so far", flush=True)
             if position.epoch % args.save_epochs == 0 or position.epoch == args.epochs:
-                save(f"checkpoint-{position.epoch - 1}.pth", position.epoch, 0)
+                save(f"checkpoint-{done}.pth", position.epoch, 0)
         save(LAST, position.epoch, position.step_in_epoch)
 
     identical = distributed.replicas_identical(model, context)

@@ -65,13 +65,20 @@ def get_args_parser():
     p.add_argument(
         "--cls_token", action="store_false", dest="global_pool", help="classify from the CLS token"
     )
+    p.add_argument("--color_jitter", type=float, default=None, metavar="PCT",
+                   help="colour jitter factor (timm applies it only without auto-augment, as the official code)")  # fmt: skip
     p.add_argument("--aa", default="rand-m9-mstd0.5-inc1", help="timm auto-augment policy ('none' for none)")
     p.add_argument("--reprob", type=float, default=0.25, help="random erasing probability")
     p.add_argument("--remode", default="pixel", help="random erasing mode")
     p.add_argument("--recount", type=int, default=1, help="random erasing count")
+    p.add_argument("--resplit", action="store_true", default=False,
+                   help="random erasing per augmentation split (timm); the recipe has no augmentation splits, "
+                        "so, as in the official code, it changes nothing")  # fmt: skip
     p.add_argument("--smoothing", type=float, default=0.1, help="label smoothing")
     p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (on when > 0)")
     p.add_argument("--cutmix", type=float, default=0.0, help="cutmix alpha (on when > 0)")
+    p.add_argument("--cutmix_minmax", type=float, nargs="+", default=None,
+                   help="cutmix min/max area ratio; overrides --cutmix and turns cutmix on")  # fmt: skip
     p.add_argument("--mixup_prob", type=float, default=1.0)
     p.add_argument("--mixup_switch_prob", type=float, default=0.5)
     p.add_argument("--mixup_mode", default="batch", choices=("batch", "pair", "elem"))
@@ -93,15 +100,8 @@ def build(args, context, data):
         groups, lr=args.lr, fused=FUSED_ADAMW.get(context.device.type, False) or None
     )
     transform = train_transform(args, data)
-    mixup = None
-    if (args.mixup > 0 or args.cutmix > 0) and args.batch_size % 2:
-        raise ValueError(
-            f"mixup and cutmix pair the images of a batch: --batch_size must be even, not {args.batch_size}"
-        )
-    if args.mixup > 0 or args.cutmix > 0:
-        mixup = Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, prob=args.mixup_prob,
-                      switch_prob=args.mixup_switch_prob, mode=args.mixup_mode, label_smoothing=args.smoothing,
-                      num_classes=args.nb_classes)  # fmt: skip
+    mixup = mixup_from_args(args)
+    if mixup is not None:
         criterion = SoftTargetCrossEntropy()  # mixup makes soft targets, smoothing included
     elif args.smoothing > 0:
         criterion = LabelSmoothingCrossEntropy(smoothing=args.smoothing)
@@ -124,13 +124,27 @@ def build(args, context, data):
     return model, optimizer, transform, compute_loss
 
 
+def mixup_from_args(args):
+    """timm's Mixup (mixup and/or cutmix, with label smoothing), or None when both are off."""
+    if not (args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None):
+        return None
+    if args.batch_size % 2:
+        raise ValueError(
+            f"mixup and cutmix pair the images of a batch: --batch_size must be even, not {args.batch_size}"
+        )
+    return Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, cutmix_minmax=args.cutmix_minmax,
+                 prob=args.mixup_prob, switch_prob=args.mixup_switch_prob, mode=args.mixup_mode,
+                 label_smoothing=args.smoothing, num_classes=args.nb_classes)  # fmt: skip
+
+
 def train_transform(args, data):
     """timm's training augmentation, as the official recipe: random resized crop, flip (when the data allows),
     RandAugment, normalisation, then random erasing (with per-pixel noise by default, --remode pixel)."""
     return create_transform(
-        args.input_size, is_training=True, scale=(data.min_scale, 1.0), hflip=data.hflip, color_jitter=None,
-        auto_augment=None if args.aa == "none" else args.aa, interpolation="bicubic", re_prob=args.reprob,
-        re_mode=args.remode, re_count=args.recount, mean=data.mean, std=data.std,
+        args.input_size, is_training=True, scale=(data.min_scale, 1.0), hflip=data.hflip,
+        color_jitter=args.color_jitter, auto_augment=None if args.aa == "none" else args.aa,
+        interpolation="bicubic", re_prob=args.reprob, re_mode=args.remode, re_count=args.recount,
+        re_num_splits=0, mean=data.mean, std=data.std,  # no augmentation splits: --resplit has nothing to split
     )  # fmt: skip
 
 

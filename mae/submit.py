@@ -43,6 +43,10 @@ def get_args_parser(job="pretrain"):
     parser.add_argument("--cpus_per_task", type=int, default=10)
     parser.add_argument("--mem_gb", type=int, default=None, help="memory per node (default: 40 GB per GPU)")
     parser.add_argument("--job_dir", default=None, help="submitit logs (default: output_dir/submitit)")
+    parser.add_argument(
+        "--use_volta32", action="store_true", help="ask for 32 GB V100s (--constraint volta32gb)"
+    )
+    parser.add_argument("--comment", default="", help="a comment attached to the SLURM job")
     return parser
 
 
@@ -58,6 +62,8 @@ SLURM_FLAGS = (
     "cpus_per_task",
     "mem_gb",
     "job_dir",
+    "use_volta32",
+    "comment",
 )
 
 
@@ -110,7 +116,13 @@ def main(argv=None):
     args = parse_args(argv)
     job_dir = Path(args.job_dir or Path(args.output_dir) / "submitit")
     executor = submitit.AutoExecutor(folder=job_dir, slurm_max_num_timeout=30)
-    slurm = {k: getattr(args, k) for k in ("partition", "account", "qos", "constraint") if getattr(args, k)}
+    if args.use_volta32:
+        args.constraint = "volta32gb"
+    slurm = {
+        k: getattr(args, k)
+        for k in ("partition", "account", "qos", "constraint", "comment")
+        if getattr(args, k)
+    }
     executor.update_parameters(
         nodes=args.nodes, tasks_per_node=args.ngpus, gpus_per_node=args.ngpus, cpus_per_task=args.cpus_per_task,
         mem_gb=args.mem_gb or 40 * args.ngpus, timeout_min=args.timeout, name=f"mae_{args.job}",

@@ -80,7 +80,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if a notebook is out of date")
     args = parser.parse_args(argv)
-    paths = sorted(NOTEBOOKS.glob("**/[0-9][0-9]_*.ipynb"))
+    paths = sorted(p for p in NOTEBOOKS.glob("**/[0-9][0-9]_*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     stale = [p for p in paths if synced(p) != json.loads(p.read_text())]
     if args.check:
         if stale:

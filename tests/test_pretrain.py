@@ -315,3 +315,47 @@ def test_device_decoding_matches_the_pil_pipeline_and_trains(tmp_path):
     assert (
         mae.read_checkpoint(out / "checkpoint-last.pth")["step"] == 1
     )  # 13 files / batch 8: one step per epoch
+
+
+def test_each_logged_loss_is_the_mean_of_its_own_micro_batches(tmp_path):
+    """--accum_iter 4 on 14 micro-batches per epoch (1,437 digits, 100 a batch): the 2 left over are skipped
+    (not computed), and every logged loss, across the epoch boundary too, is the mean of its step's micro-batch
+    losses, recomputed here by hand. --lr 0 keeps the weights at their initial values."""
+    argv = ["--model", "mae_vit_tiny_patch8", "--input_size", "32", "--data_path", "builtin:digits",
+            "--batch_size", "100", "--accum_iter", "4", "--lr", "0", "--warmup_epochs", "0", "--epochs", "2",
+            "--max_steps", "5", "--log_every", "1", "--device", "cpu", "--num_workers", "0",
+            "--output_dir", str(tmp_path)]  # fmt: skip
+    args = pretrain.get_args_parser().parse_args(argv)
+    computed = []
+    real_forward = mae.impl.components().MAE.forward
+
+    def counting_forward(self, *a, **k):
+        computed.append(1)
+        return real_forward(self, *a, **k)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mae.impl.components().MAE, "forward", counting_forward)
+        model = pretrain.main(args)
+    assert len(computed) == 5 * 4 + 1  # 20 micro-batches trained, and the first epoch's reconstruction figure
+
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    logged = [r["loss"] for r in records if r["kind"] == "train"]
+    dataset = build_pretrain_dataset("builtin:digits", 32, model.patch_embed.num_patches, 1, args.seed)
+    sampler = pretrain.ResumableSampler(dataset, 1, 0, args.seed)
+    by_hand = []
+    model.eval()  # no dropout in MAE pretraining: train and eval compute the same loss
+    with torch.no_grad():
+        for epoch, steps in ((0, 3), (1, 2)):
+            dataset.set_epoch(epoch)
+            sampler.set_epoch(epoch)
+            order = list(sampler)
+            for step in range(steps):
+                micro = []
+                for m in range(4):
+                    first = (step * 4 + m) * 100
+                    imgs, noise = collate_skipping_unreadable(
+                        [dataset[i] for i in order[first : first + 100]]
+                    )
+                    micro.append(model(imgs, mask_ratio=0.75, noise=noise)[0].item())
+                by_hand.append(sum(micro) / 4)
+    assert logged == pytest.approx(by_hand, rel=1e-5)
