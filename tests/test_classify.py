@@ -108,7 +108,10 @@ def test_eval_reads_the_official_fine_tuned_format(tmp_path, capsys):
     stats = finetune.main(
         [*SMALL, "--eval", "--resume", str(tmp_path / "official.pth"), "--output_dir", str(tmp_path)]
     )
-    assert f"* Acc@1 {stats['acc1']:.3f} Acc@5 {stats['acc5']:.3f} loss {stats['loss']:.3f}" in capsys.readouterr().out
+    assert (
+        f"* Acc@1 {stats['acc1']:.3f} Acc@5 {stats['acc5']:.3f} loss {stats['loss']:.3f}"
+        in capsys.readouterr().out
+    )
     with pytest.raises(
         CheckpointError, match="does not fit this classifier"
     ):  # a probe checkpoint is another model
