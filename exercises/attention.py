@@ -32,16 +32,18 @@ class Attention(nn.Module):
     def _split_heads(self, x):
         """(B, N, C) -> q, k, v, each (B, heads, N, head_dim)."""
         B, N, C = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim)
-        return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        # EXERCISE: self.qkv(x) is (B, N, 3 * C), laid out (3, heads, head_dim): reshape to (B, N, 3, heads, head_dim), permute to (3, B, heads, N, head_dim), unbind the first axis into q, k, v
+        raise NotImplementedError('self.qkv(x) is (B, N, 3 * C), laid out (3, heads, head_dim): reshape to (B, N, 3, heads, head_dim), permute to (3, B, heads, N, head_dim), unbind the first axis into q, k, v')
+        # END EXERCISE
 
     def attention_weights(self, x):
         """(B, N, C) -> (B, heads, N, N) attention probabilities (explicit path, no dropout)."""
-        q, k, _ = self._split_heads(x)
-        return ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+        # EXERCISE: q, k from self._split_heads(x); scores = (q * self.scale) @ k^T, (B, heads, N, N); softmax over the keys (the last axis)
+        raise NotImplementedError('q, k from self._split_heads(x); scores = (q * self.scale) @ k^T, (B, heads, N, N); softmax over the keys (the last axis)')
+        # END EXERCISE
 
     def forward(self, x):
         B, N, C = x.shape
-        # EXERCISE: qkv = self.qkv(x) -> (B, N, 3, heads, head_dim) -> q, k, v each (B, heads, N, head_dim); weights = softmax(q k^T * self.scale) over keys, then self.attn_drop; out = weights @ v -> (B, N, C); finish with self.proj and self.proj_drop
-        raise NotImplementedError('qkv = self.qkv(x) -> (B, N, 3, heads, head_dim) -> q, k, v each (B, heads, N, head_dim); weights = softmax(q k^T * self.scale) over keys, then self.attn_drop; out = weights @ v -> (B, N, C); finish with self.proj and self.proj_drop')
+        # EXERCISE: q, k, v = self._split_heads(x); fused path: F.scaled_dot_product_attention (it scales by itself); explicit path (fused_attn False): self.attn_drop(weights) @ v with the weights of attention_weights; then heads side by side (B, N, C), self.proj, self.proj_drop
+        raise NotImplementedError('q, k, v = self._split_heads(x); fused path: F.scaled_dot_product_attention (it scales by itself); explicit path (fused_attn False): self.attn_drop(weights) @ v with the weights of attention_weights; then heads side by side (B, N, C), self.proj, self.proj_drop')
         # END EXERCISE

@@ -92,8 +92,14 @@ def architecture(state):
     """A one-line summary of the model a state dict belongs to, read from its shapes."""
     parts = []
     if "patch_embed.proj.weight" in state:
-        width, chans, p, _ = state["patch_embed.proj.weight"].shape
-        parts.append(f"embed_dim={width}, patch_size={p}, in_chans={chans}")
+        weight = state["patch_embed.proj.weight"]
+        if weight.ndim == 4:
+            width, chans, p, _ = weight.shape
+            parts.append(f"embed_dim={width}, patch_size={p}, in_chans={chans}")
+        else:  # a Linear patch embedding (see fit_patch_embed)
+            parts.append(
+                f"embed_dim={weight.shape[0]}, a Linear patch embedding of {weight.shape[-1]} values"
+            )
     depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
     parts.append(f"depth={depth}")
     if "pos_embed" in state:
@@ -210,6 +216,34 @@ def resize_pos_embed(pos_embed, new_grid, num_prefix_tokens=1, old_grid=None):
     return torch.cat([prefix, tokens.to(pos_embed.dtype)], dim=1)
 
 
+def fit_patch_embed(model_state, state):
+    """`state` with its patch embedding reshaped to the model's when only the layout differs.
+
+    The official weight is a Conv2d's, (D, C, p, p); a model whose patch embedding is a Linear on
+    patches flattened in (c, p, q) order (as F.unfold gives them), (D, C * p * p), computes the
+    same map with the same numbers, so either loads into the other.
+    """
+    state = dict(state)
+    for key, wanted in model_state.items():
+        given = state.get(key)
+        if key.endswith("patch_embed.proj.weight") and given is not None and given.shape != wanted.shape:
+            if given.numel() == wanted.numel() and {given.ndim, wanted.ndim} == {2, 4}:
+                state[key] = given.reshape(wanted.shape)
+    return state
+
+
+def load_weights(model, state, source="the weights"):
+    """model.load_state_dict(state), strictly, after fit_patch_embed; a mismatch raises CheckpointError with
+    every difference explained. Returns the model."""
+    model_state = model.state_dict()
+    state = fit_patch_embed(model_state, state)
+    problems = describe_mismatch(model_state, state)
+    if problems:
+        raise CheckpointError(f"{source} do not fit {type(model).__name__}:\n  - " + "\n  - ".join(problems))
+    model.load_state_dict(state)
+    return model
+
+
 def load_checkpoint(
     model, path, *, encoder_only=False, strict=True, resize_pos_embed=False, map_location="cpu"
 ):
@@ -222,6 +256,7 @@ def load_checkpoint(
     checkpoint = read_checkpoint(path, map_location)
     state = state_dict_from(checkpoint, path)
     model_state = model.state_dict()
+    state = fit_patch_embed(model_state, state)
     if resize_pos_embed:
         state = _resize_pos_embeds(model, model_state, state)
     problems = describe_mismatch(model_state, state, encoder_only)
@@ -329,6 +364,7 @@ def model_from_checkpoint(path, map_location="cpu"):
             )
         config = infer_config(state, checkpoint)
     model = components().MAE(**config)
+    state = fit_patch_embed(model.state_dict(), state)
     problems = describe_mismatch(model.state_dict(), state)
     if problems:
         raise CheckpointError(f"checkpoint {path} is inconsistent:\n  - " + "\n  - ".join(problems))

@@ -14,13 +14,16 @@ The checks use square images, as the official code does. Rectangular images and 
 counts are checked too, but only if your code accepts them; if it does not, the ✓ line says that
 this optional part was skipped.
 
-From a terminal, `python -m mae.checks [step ...]` checks your exercises/ like rustlings.
+From a terminal, `python -m mae.checks [step ...]` checks your exercises/ like rustlings. It, and
+the notebooks (through `mae.course.use`), let the reference stand in for the steps you have not
+written yet; a check called on `import exercises` directly runs exactly what is in your files.
 """
 
 import argparse
 import contextlib
 import importlib
 import io
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -47,8 +50,12 @@ class _Raised(AssertionError):
         self.kind = kind
 
 
-def _call(what, fn, *args, **kwargs):
-    """Run the learner's code; turn an unfinished stub or a crash into an explanation."""
+def _call(what, fn, *args, known=(), **kwargs):
+    """Run the learner's code; turn an unfinished stub or a crash into an explanation.
+
+    known: (regex, hint) pairs; an error whose text matches a regex is a known mistake of this
+    call, and its hint is added to the message.
+    """
     try:
         return fn(*args, **kwargs)
     except NotImplementedError as error:
@@ -57,7 +64,9 @@ def _call(what, fn, *args, **kwargs):
         raise AssertionError(f"{what} reached code that is not written yet ({where}): {error}") from None
     except Exception as error:  # the learner's own asserts included
         kind = type(error).__name__
-        raise _Raised(f"{what} raised {kind}: {error}", kind) from error
+        hints = [hint for pattern, hint in known if re.search(pattern, str(error))]
+        message = f"{what} raised {kind}: {error}" + (f"\nHint: {hints[0]}" if hints else "")
+        raise _Raised(message, kind) from error
 
 
 def _tensor(what, value):
@@ -77,11 +86,12 @@ def _where(index, axes):
     return ", ".join(f"{name} {int(i)}" for name, i in zip(axes, index))
 
 
-def _compare(what, got, want, axes, mistakes=(), atol=ATOL):
+def _compare(what, got, want, axes, mistakes=(), atol=ATOL, otherwise=None):
     """Assert got == want; otherwise name a matching mistake, or locate the first wrong value.
 
     axes names each dimension ("batch", "patch", "channel", ...); mistakes is a list of
-    (what the mistaken output would be, the hint that explains it).
+    (what the mistaken output would be, the hint that explains it). otherwise(got), consulted when
+    no mistake matches, may return a hint for a kind of wrong output (not one exact value).
     """
     got = _tensor(what, got)
     if tuple(got.shape) != tuple(want.shape):
@@ -93,6 +103,9 @@ def _compare(what, got, want, axes, mistakes=(), atol=ATOL):
     for wrong, hint in mistakes:
         if _close(got, wrong, atol):
             raise AssertionError(f"{what} has the wrong values. {hint}")
+    hint = otherwise(got) if otherwise is not None else None
+    if hint:
+        raise AssertionError(f"{what} has the wrong values. {hint}")
     if want.ndim == 0:
         raise AssertionError(f"{what}: expected {want.item():.6f}, got {got.item():.6f}")
     bad = ~torch.isclose(got.double(), want.double(), atol=atol, rtol=1e-4)
@@ -250,6 +263,9 @@ def _check_patch_embed_on(PatchEmbed, kwargs, seed):
             (grid.transpose(1, 2).reshape(2, h * w, D),
              "the patches are in column order; patch index must run row by row: index = row * w + col "
              "(flatten (B, D, h, w) with .flatten(2), not after swapping h and w)"),
+            (reference.proj(imgs).reshape(2, -1, D),
+             "reshaping (B, D, h, w) straight to (B, L, D) mixes channels and positions: "
+             "flatten(2) to (B, D, L), then transpose(1, 2)"),
             (reference.proj(imgs), "the output must be a sequence (B, L, D); flatten the (h, w) grid of patches"),
             (overlapping, "the patches overlap: the Conv2d needs kernel_size = stride = patch_size"),
         ] + [
@@ -280,14 +296,15 @@ def _swap_halves(table, dim):
     return blocks.flip(-2).reshape(table.shape)
 
 
-def _sincos(dim, grid_h, grid_w, denominator=None, interleave=False, grows=False, xy=False):
+def _sincos(dim, grid_h, grid_w, denominator=None, interleave=False, grows=False, xy=False, first_k=0):
     """A sin-cos table (h*w, dim) built with one of the classic mistakes, to recognise it.
 
     denominator: omega_k = 1 / 10000 ** (k / denominator), correct is dim / 4; interleave: sin, cos,
     sin, cos, ... instead of all sines then all cosines; grows: 10000 ** (k / ...) without the 1 /;
-    xy: torch.meshgrid(arange(h), arange(w), indexing="xy"), which swaps the roles of rows and columns.
+    xy: torch.meshgrid(arange(h), arange(w), indexing="xy"), which swaps the roles of rows and columns;
+    first_k: k = first_k .. first_k + dim / 4 - 1, correct is 0.
     """
-    k = torch.arange(dim // 4, dtype=torch.float64)
+    k = first_k + torch.arange(dim // 4, dtype=torch.float64)
     omega = 10000.0 ** (k / (denominator or dim / 4))
     omega = omega if grows else 1 / omega
     rows, cols = torch.meshgrid(
@@ -336,6 +353,9 @@ def _pos_embed_mistakes(dim, grid_h, grid_w, cls_token):
          f"the frequencies are wrong: omega_k = 1 / 10000 ** (k / {dim // 4}), dividing k by D/4 = {dim // 4}, not by the full width D = {dim}"),
         (cls(_sincos(dim, grid_h, grid_w, grows=True)),
          "the frequencies must decrease: omega_k = 1 / 10000 ** (k / (D/4)); the 1 / is missing"),
+        (cls(_sincos(dim, grid_h, grid_w, first_k=1)),
+         f"the frequencies are off by one: k runs 0 .. D/4 - 1 = {dim // 4 - 1} (torch.arange({dim // 4})), "
+         f"so the first is omega_0 = 1; you used k = 1 .. {dim // 4}"),
     ]  # fmt: skip
     if cls_token:
         mistakes += [
@@ -369,6 +389,37 @@ def check_pos_embed(get_2d_sincos_pos_embed):
 # --------------------------------------------------------------------------- 03 random masking
 
 
+def _is_permutation(ids):
+    """True if every row of `ids` (N, L) holds each of 0 .. L-1 once."""
+    order = torch.arange(ids.shape[-1], dtype=torch.float64)
+    return ids.ndim == 2 and torch.equal(ids.double().sort(dim=1).values, order.expand(ids.shape))
+
+
+def _removes(mask, n_removed):
+    """True if every row of `mask` is 0s and 1s with n_removed 1s."""
+    m = mask.double()
+    return bool(((m == 0) | (m == 1)).all()) and bool((m.sum(dim=1) == n_removed).all())
+
+
+def _own_order_of_ids(ids):
+    if _is_permutation(ids):
+        return (
+            "ids_restore is a permutation, but not the one the given noise makes: ids_shuffle = argsort(noise, dim=1), "
+            "ids_restore = argsort(ids_shuffle, dim=1). Did you draw your own random order (torch.randperm)?"
+        )
+
+
+def _own_order_of_mask(n_removed, len_keep, cause):
+    def hint(mask):
+        if _removes(mask, n_removed):
+            return (
+                f"it removes {n_removed} patches per image, the right number, but not the ones the given noise picks "
+                f"(those whose rank in argsort(noise, dim=1) is >= len_keep = {len_keep}). {cause}"
+            )
+
+    return hint
+
+
 def check_random_masking(random_masking):
     x = _inputs(2, 10, 3)
     noise = _noise(2, 10)
@@ -392,7 +443,7 @@ def check_random_masking(random_masking):
          "you sorted the noise in descending order; the patches with the SMALLEST noise are kept (ascending argsort)"),
         (torch.argsort(torch.argsort(noise, dim=0), dim=0),
          "sort along the patches, argsort(..., dim=1), not along the batch (dim=0)"),
-    ])  # fmt: skip
+    ], otherwise=_own_order_of_ids)  # fmt: skip
     _compare("x_visible", got_x, want_x, ("image", "kept token", "channel"), [
         (torch.gather(x, 1, ids_shuffle[:, :4, None].expand(-1, -1, 3)),
          "keep int(L * (1 - mask_ratio)) = int(10 * 0.35) = 3 patches (truncate, don't round)"),
@@ -408,7 +459,7 @@ def check_random_masking(random_masking):
         (shuffled_mask.gather(1, ids_shuffle),
          "the mask is unshuffled the wrong way: gather it with ids_restore (or scatter it with ids_shuffle), "
          "not gather with ids_shuffle (or scatter with ids_restore)"),
-    ])  # fmt: skip
+    ], otherwise=_own_order_of_mask(7, 3, "Did you draw your own random order (torch.randperm)?"))  # fmt: skip
     if got_mask.dtype != torch.float32:
         raise AssertionError(f"the mask should be a float tensor (1.0 = removed), got dtype {got_mask.dtype}")
 
@@ -427,12 +478,40 @@ def check_random_masking(random_masking):
 # --------------------------------------------------------------------------- 04 attention
 
 
-def _attention_variants(attn, x):
-    """Outputs of the classic attention mistakes, computed from the reference module."""
+NOT_SCALED = "the attention scores are not scaled: multiply q k^T by head_dim ** -0.5"
+SCALED_BY_DIM = "scale by head_dim ** -0.5 (the width of one head), not by dim ** -0.5"
+SOFTMAX_OVER_QUERIES = "the softmax must run over the keys (the last dimension), not the queries"
+SCORES_TRANSPOSED = (
+    "the scores are transposed: q @ k.transpose(-2, -1) (one row per query), not k @ q.transpose(-2, -1)"
+)
+SPLIT_HEADS_FIRST = (
+    "q, k and v are split the wrong way: self.qkv's output is laid out (3, heads, head_dim), so reshape it to "
+    "(B, N, 3, heads, head_dim), not (B, N, heads, 3, head_dim)"
+)
+SPLIT_NO_PERMUTE = (
+    "q, k and v are split the wrong way: reshape to (B, N, 3, heads, head_dim), then permute(2, 0, 3, 1, 4); "
+    "a reshape straight to (3, B, heads, N, head_dim) mixes tokens and channels"
+)
+
+
+def _qkv_splits(attn, x):
+    """(q, k, v, hint) for the right split of self.qkv's output (hint None) and the classic wrong ones."""
     B, N, C = x.shape
     H, hd = attn.num_heads, attn.head_dim
     qkv = attn.qkv(x)
-    q, k, v = qkv.reshape(B, N, 3, H, hd).permute(2, 0, 3, 1, 4)
+    return [
+        (*qkv.reshape(B, N, 3, H, hd).permute(2, 0, 3, 1, 4), None),
+        (*qkv.reshape(B, N, H, 3, hd).permute(3, 0, 2, 1, 4), SPLIT_HEADS_FIRST),
+        (*qkv.reshape(3, B, H, N, hd), SPLIT_NO_PERMUTE),
+    ]
+
+
+def _attention_variants(attn, x):
+    """Outputs of the classic attention mistakes, computed from the reference module."""
+    B, N, C = x.shape
+    hd = attn.head_dim
+    qkv = attn.qkv(x)
+    (q, k, v, _), *wrong_splits = _qkv_splits(attn, x)
     scores = q @ k.transpose(-2, -1)
 
     def finish(out):  # (B, H, N, hd) -> (B, N, C)
@@ -446,24 +525,42 @@ def _attention_variants(attn, x):
         return attn.proj(((q @ k.transpose(-2, -1)) * scale).softmax(-1) @ v)
 
     return [
-        (finish(scores.softmax(-1) @ v), "the attention scores are not scaled: multiply q k^T by head_dim ** -0.5"),
-        (finish((scores * C**-0.5).softmax(-1) @ v), "scale by head_dim ** -0.5 (the width of one head), not by dim ** -0.5"),
+        (finish(scores.softmax(-1) @ v), NOT_SCALED),
+        (finish((scores * C**-0.5).softmax(-1) @ v), SCALED_BY_DIM),
         (finish((scores / hd).softmax(-1) @ v),
          "q k^T is scaled twice (by 1 / head_dim): F.scaled_dot_product_attention already scales by head_dim ** -0.5, "
          "so do not multiply q by self.scale before it"),
-        (finish((scores * hd**-0.5).softmax(-2) @ v), "the softmax must run over the keys (the last dimension), not the queries"),
-        (attend(*qkv.reshape(B, N, H, 3, hd).permute(3, 0, 2, 1, 4)),
-         "q, k and v are split the wrong way: self.qkv's output is laid out (3, heads, head_dim), so reshape it to "
-         "(B, N, 3, heads, head_dim), not (B, N, heads, 3, head_dim)"),
-        (attend(*qkv.reshape(3, B, H, N, hd)),
-         "q, k and v are split the wrong way: reshape to (B, N, 3, heads, head_dim), then permute(2, 0, 3, 1, 4); "
-         "a reshape straight to (3, B, heads, N, head_dim) mixes tokens and channels"),
+        (finish((scores * hd**-0.5).softmax(-2) @ v), SOFTMAX_OVER_QUERIES),
+        (finish((scores.transpose(-2, -1) * hd**-0.5).softmax(-1) @ v), SCORES_TRANSPOSED),
+        *[(attend(q, k, v), hint) for q, k, v, hint in wrong_splits],
         (attn.proj(((scores * hd**-0.5).softmax(-1) @ v).reshape(B, N, C)),
          "heads were merged in the wrong order: transpose (B, H, N, hd) to (B, N, H, hd) before reshaping to (B, N, C)"),
         (((scores * hd**-0.5).softmax(-1) @ v).transpose(1, 2).reshape(B, N, C), "apply the output projection self.proj at the end"),
         (one_head(hd**-0.5), "the attention runs as one head of width dim; split q, k, v into num_heads heads of width head_dim"),
         (one_head(C**-0.5), "the attention runs as one head of width dim; split q, k, v into num_heads heads of width head_dim"),
     ]  # fmt: skip
+
+
+def _attention_weights_variants(attn, x):
+    """attention_weights(x) of the classic mistakes, computed from the reference module."""
+    C = x.shape[-1]
+    hd = attn.head_dim
+    (q, k, _, _), *wrong_splits = _qkv_splits(attn, x)
+    scores = q @ k.transpose(-2, -1)
+    want = (scores * hd**-0.5).softmax(-1)
+    return [
+        (scores.softmax(-1), NOT_SCALED),
+        ((scores * C**-0.5).softmax(-1), SCALED_BY_DIM),
+        ((scores / hd).softmax(-1), "q k^T is scaled twice: multiply it by self.scale = head_dim ** -0.5 once"),
+        ((scores * hd**-0.5).softmax(-2), SOFTMAX_OVER_QUERIES),
+        ((scores.transpose(-2, -1) * hd**-0.5).softmax(-1), SCORES_TRANSPOSED),
+        (scores * hd**-0.5, "attention_weights returns probabilities: apply the softmax over the keys (dim=-1)"),
+        *[(((q @ k.transpose(-2, -1)) * hd**-0.5).softmax(-1), hint) for q, k, _, hint in wrong_splits],
+        (want.mean(1), "return one (N, N) map per head, (B, heads, N, N), not their average"),
+    ]  # fmt: skip
+
+
+PATHS = {True: "fused path, fused_attn=True", False: "explicit path, fused_attn=False"}
 
 
 def check_attention(Attention):
@@ -476,38 +573,50 @@ def check_attention(Attention):
     with torch.no_grad():
         want = reference(x)
         mistakes = _attention_variants(reference, x)
-        # Every path the class offers: the fused one and the explicit softmax (fused_attn = False).
+        got = _tensor("Attention output", _call("Attention.forward", yours, x))
+        # A class with a fused_attn flag (timm's, the reference's) has two paths, the fused
+        # F.scaled_dot_product_attention and the explicit softmax: both must be right.
         flag = getattr(yours, "fused_attn", None)
-        outputs = {}
-        try:
-            for fused in [flag, not flag] if isinstance(flag, bool) else [None]:
-                if fused is not None:
-                    yours.fused_attn = fused
-                label = {
-                    None: "",
-                    True: " (fused path, fused_attn=True)",
-                    False: " (explicit path, fused_attn=False)",
-                }
-                outputs[label[fused]] = _tensor(
-                    "Attention output", _call(f"Attention.forward{label[fused]}", yours, x)
-                )
-        finally:
-            if isinstance(flag, bool):
+        other, raised = None, None
+        if isinstance(flag, bool):
+            yours.fused_attn = not flag
+            try:
+                call = f"Attention.forward on the {PATHS[not flag].replace(', ', ' (')})"
+                other = _tensor("Attention output", _call(call, yours, x))
+            except AssertionError as error:
+                raised = error
+            finally:
                 yours.fused_attn = flag
-    (first, got), *others = outputs.items()
-    if others and _close(got, others[0][1]):  # your forward does not branch on fused_attn: one path to check
-        others, first = [], ""
-    _compare(f"Attention output{first}", got, want, axes, mistakes)
-    for label, got in others:
+    if raised is not None:  # the default path runs, the other does not
+        _compare(f"Attention output ({PATHS[flag]})", got, want, axes, mistakes)
+        raise AssertionError(
+            f"{raised}\nHint: with your default, fused_attn={flag}, it runs and is right; the mistake is only on this path"
+        ) from None
+    paths = {"": got}
+    if other is not None and not _close(got, other):  # your forward branches on fused_attn: check both
+        paths = {f" ({PATHS[flag]})": got, f" ({PATHS[not flag]})": other}
+    errors = {}
+    for label, output in paths.items():
         try:
-            _compare(f"Attention output{label}", got, want, axes, mistakes)
-        except AssertionError as error:  # the first path was right: say so, it narrows the search
+            _compare(f"Attention output{label}", output, want, axes, mistakes)
+        except AssertionError as error:
+            errors[label] = error
+    if errors:
+        label, error = next(iter(errors.items()))
+        if len(paths) > len(errors):  # the other path is right: say so, it narrows the search
             right = "fused" if "explicit" in label else "explicit"
             raise AssertionError(
                 f"{error}\nHint: your {right} path is right; the mistake is only in this one"
             ) from None
-    both = " (fused and explicit paths)" if len(outputs) > 1 else ""
-    _ok(f"Attention: 3 heads of width 4, scaled dot products, softmax over keys, as the reference{both}")
+        raise error
+    note = " (fused and explicit paths)" if other is not None else ""
+    if callable(getattr(yours, "attention_weights", None)):  # your own class may not have it: fine
+        with torch.no_grad():
+            got = _call("Attention.attention_weights(x)", yours.attention_weights, x)
+            _compare("attention_weights(x)", got, reference.attention_weights(x), ("batch", "head", "query", "key"),
+                     _attention_weights_variants(reference, x))  # fmt: skip
+        note += "; attention_weights too"
+    _ok(f"Attention: 3 heads of width 4, scaled dot products, softmax over keys, as the reference{note}")
 
 
 # --------------------------------------------------------------------------- 05 transformer block
@@ -611,8 +720,89 @@ def _images(config, seed=0):
     return _inputs(2, config["in_chans"], h, w, seed=seed)
 
 
-def _check_encoder_on(MAE, config, seed):
+def _globals_used(cls, name):
+    """The distinct objects named `name` in the globals of the methods of `cls` and its bases: the
+    functions (random_masking, get_2d_sincos_pos_embed) that the learner's model calls."""
+    found = []
+    for klass in cls.__mro__:
+        for attribute in vars(klass).values():
+            namespace = getattr(getattr(attribute, "__func__", attribute), "__globals__", {})
+            value = namespace.get(name)
+            if callable(value) and not any(value is f for f in found):
+                found.append(value)
+    return found
+
+
+def _first_line(error):
+    """The first line of an error's message, ending in a full stop (or its own ? or !)."""
+    line = str(error).splitlines()[0].rstrip(". ")
+    return line if line.endswith(("?", "!")) else line + "."
+
+
+def _earlier_steps(yours, blocks=("blocks",), patch_embed=True, masking=True):
+    """Check the parts of the learner's model that come from earlier steps, with those steps' checks.
+
+    A wrong Attention makes the encoder's output wrong too; this says which step to fix, instead
+    of blaming the step being checked. The reference's own parts are not checked again.
+    """
+    parts = []  # (step, what it is, its check, the learner's object)
+    if patch_embed and isinstance(getattr(yours, "patch_embed", None), nn.Module):
+        parts.append(("01", "PatchEmbed", check_patch_embed, type(yours.patch_embed)))
+    for function in _globals_used(type(yours), "get_2d_sincos_pos_embed"):
+        parts.append(("02", "get_2d_sincos_pos_embed", check_pos_embed, function))
+    for function in _globals_used(type(yours), "random_masking") if masking else ():
+        parts.append(("03", "random_masking", check_random_masking, function))
+    for block in (block for name in blocks for block in getattr(yours, name, ())):
+        if isinstance(getattr(block, "attn", None), nn.Module):
+            parts.append(("04", "Attention", check_attention, type(block.attn)))
+        parts.append(("05", "Block", check_block, type(block)))
+    checked = [ref.PatchEmbed, ref.get_2d_sincos_pos_embed, ref.random_masking, ref.Attention, ref.Block]
+    for step, role, check, part in sorted(parts, key=lambda part: part[0]):
+        if any(part is done for done in checked):
+            continue
+        checked.append(part)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                check(part)
+        except AssertionError as error:
+            raise AssertionError(
+                f"your model's {role} (step {step}) is not right yet, and this check runs it: {_first_line(error)} "
+                f"Fix step {step} first ({check.__name__})"
+            ) from None
+
+
+# torch.cat of a (1, 1, D) CLS token with (B, L, D) tokens: the known error of a CLS token not expanded.
+CLS_NOT_EXPANDED = (
+    r"Sizes of tensors must match except in dimension 1\. Expected size [12] but got size [12]\b"
+)
+EXPAND_CLS = [
+    (CLS_NOT_EXPANDED, "expand the CLS token to the batch: (cls_token + pos_embed[:, :1]).expand(B, -1, -1)")
+]
+
+
+def _blame_earlier_methods(MAE, error):
+    """forward is wrong: if the learner's forward_encoder or forward_decoder is, say that instead."""
+    for step, method, check in (
+        ("06", "forward_encoder", check_encoder),
+        ("07", "forward_decoder", check_decoder),
+    ):
+        if getattr(MAE, method, None) is getattr(ref.MAE, method):
+            continue
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                check(MAE)
+        except AssertionError as earlier:
+            raise AssertionError(
+                f"your {method} (step {step}) is not right yet, and forward runs it: {_first_line(earlier)} "
+                f"Fix step {step} first ({check.__name__})"
+            ) from None
+    raise error
+
+
+def _check_encoder_on(MAE, config, seed, parts=False):
     reference, yours = _models(MAE, config, seed)
+    if parts:
+        _earlier_steps(yours)
     imgs = _images(config)
     L = reference.patch_embed.num_patches
     keep = int(L * 0.25)
@@ -620,9 +810,8 @@ def _check_encoder_on(MAE, config, seed):
     r = reference
     with torch.no_grad():
         want, want_mask, want_ids = reference.forward_encoder(imgs, 0.75, noise=noise)
-        out = _call(
-            "forward_encoder(imgs, 0.75, noise=noise)", yours.forward_encoder, imgs, 0.75, noise=noise
-        )
+        call = "forward_encoder(imgs, 0.75, noise=noise)"
+        out = _call(call, yours.forward_encoder, imgs, 0.75, noise=noise, known=EXPAND_CLS)
         if not isinstance(out, tuple) or len(out) != 3:
             raise AssertionError("forward_encoder must return (latent, mask, ids_restore)")
         got, got_mask, got_ids = out
@@ -647,7 +836,10 @@ def _check_encoder_on(MAE, config, seed):
             (encode(ref.random_masking(patches, 0.75, noise=noise)[0], cls),
              "add the position embeddings pos_embed[:, 1:] to the patch tokens (before masking)"),
         ]  # fmt: skip
-    _compare("mask", got_mask, want_mask, ("image", "patch"))
+    noise_not_passed = _own_order_of_mask(
+        L - keep, keep, "Pass noise on: random_masking(x, mask_ratio, noise)"
+    )
+    _compare("mask", got_mask, want_mask, ("image", "patch"), otherwise=noise_not_passed)
     _compare("ids_restore", got_ids, want_ids, ("image", "patch"))
     axes = ("image", "token (0 = CLS)", "channel")
     _compare("latent", got, want, axes, mistakes)
@@ -661,13 +853,15 @@ def _check_encoder_on(MAE, config, seed):
 
 
 def check_encoder(MAE):
-    _check_encoder_on(MAE, TINY, seed=40)
+    _check_encoder_on(MAE, TINY, seed=40, parts=True)
     note = _optional(RECT, lambda: _check_encoder_on(MAE, TINY_RECT, seed=41))
     _ok(f"forward_encoder: position, then masking, then CLS; 1 + 4 of 16 tokens through the blocks{note}")
 
 
-def _check_decoder_on(MAE, config, seed):
+def _check_decoder_on(MAE, config, seed, parts=False):
     reference, yours = _models(MAE, config, seed)
+    if parts:
+        _earlier_steps(yours, blocks=("decoder_blocks",), patch_embed=False, masking=False)
     imgs = _images(config)
     L = reference.patch_embed.num_patches
     noise = _noise(2, L)
@@ -726,7 +920,7 @@ def _blocks(blocks, x):
 
 
 def check_decoder(MAE):
-    _check_decoder_on(MAE, TINY, seed=50)
+    _check_decoder_on(MAE, TINY, seed=50, parts=True)
     note = _optional(RECT, lambda: _check_decoder_on(MAE, TINY_RECT, seed=51))
     _ok(f"forward_decoder: mask tokens appended, unshuffled with ids_restore, one prediction per patch{note}")
 
@@ -747,7 +941,7 @@ def _loss_mistakes(pred, target, mask, C, p):
     ]  # fmt: skip
 
 
-def _check_mae_on(MAE, config, seed):
+def _check_mae_on(MAE, config, seed, parts=False):
     p, C = config["patch_size"], config["in_chans"]
     imgs = _images(config)
     B = imgs.shape[0]
@@ -755,6 +949,8 @@ def _check_mae_on(MAE, config, seed):
     L = h * w
     noise = _noise(2, L)
     reference, yours = _models(MAE, config, seed, norm_pix_loss=False)
+    if parts:
+        _earlier_steps(yours, blocks=("blocks", "decoder_blocks"))
     with torch.no_grad():
         want = reference.patchify(imgs)
         got = _call("patchify(imgs)", yours.patchify, imgs)
@@ -768,8 +964,12 @@ def _check_mae_on(MAE, config, seed):
         ]  # fmt: skip
         _compare("patchify", got, want, ("image", "patch", "pixel value"), mistakes)
         back = _call("unpatchify(patchify(imgs))", yours.unpatchify, want)
-        _compare("unpatchify(patchify(imgs))", back, imgs, ("image", "channel", "row", "column"),
-                 [(want.reshape(imgs.shape), "unpatchify must undo patchify exactly: reshape to (B, h, w, p, p, C) and reorder 'nhwpqc -> nchpwq'")])  # fmt: skip
+        _compare("unpatchify(patchify(imgs))", back, imgs, ("image", "channel", "row", "column"), [
+            (want.reshape(imgs.shape), "unpatchify must undo patchify exactly: reshape to (B, h, w, p, p, C) and reorder 'nhwpqc -> nchpwq'"),
+            (F.fold(want.transpose(1, 2), imgs.shape[2:], p, stride=p),
+             "F.fold reads each patch as (c, p, q), channel first, but patchify lays it out (p, q, c): reshape to "
+             "(B, h, w, p, p, C) and reorder 'nhwpqc -> nchpwq' (or permute each patch to (c, p, q) before F.fold)"),
+        ])  # fmt: skip
 
         # The first row of patches is nearly flat (variance ~1e-6), where the place of the eps matters.
         imgs = imgs.clone()
@@ -790,13 +990,18 @@ def _check_mae_on(MAE, config, seed):
         ] + _loss_mistakes(pred, target, mask, C, p)  # fmt: skip
         _compare("forward_loss (norm_pix_loss=False)", _tensor("loss", got).reshape(()), want, (), mistakes)
 
-        out = _call("forward(imgs, 0.75, noise=noise)", yours.forward, imgs, 0.75, noise=noise)
+        out = _call(
+            "forward(imgs, 0.75, noise=noise)", yours.forward, imgs, 0.75, noise=noise, known=EXPAND_CLS
+        )
         if not isinstance(out, tuple) or len(out) != 3:
             raise AssertionError("forward must return (loss, pred, mask)")
         want_loss, want_pred, want_mask = reference(imgs, 0.75, noise=noise)
-        _compare("forward: pred", out[1], want_pred, ("image", "patch", "pixel value"))
-        _compare("forward: mask", out[2], want_mask, ("image", "patch"))
-        _compare("forward: loss", _tensor("loss", out[0]).reshape(()), want_loss, ())
+        try:
+            _compare("forward: pred", out[1], want_pred, ("image", "patch", "pixel value"))
+            _compare("forward: mask", out[2], want_mask, ("image", "patch"))
+            _compare("forward: loss", _tensor("loss", out[0]).reshape(()), want_loss, ())
+        except AssertionError as error:
+            _blame_earlier_methods(MAE, error)
         _same_on_other_path(
             "forward: pred", yours, lambda: _call("forward", yours.forward, imgs, 0.75, noise=noise)[1],
             want_pred, ("image", "patch", "pixel value"),
@@ -821,7 +1026,7 @@ def _check_mae_on(MAE, config, seed):
 
 
 def check_mae(MAE):
-    _check_mae_on(MAE, TINY, seed=60)
+    _check_mae_on(MAE, TINY, seed=60, parts=True)
     note = _optional(RECT, lambda: _check_mae_on(MAE, TINY_RECT, seed=61))
     _ok(
         "MAE: patchify 'nhwpqc' and its inverse, loss on masked patches only (norm_pix_loss off and on), "
@@ -832,9 +1037,12 @@ def check_mae(MAE):
 # --------------------------------------------------------------------------- 12 the classifier
 
 ENCODER_KEYS = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads", "mlp_ratio")
+EXPAND_CLS_TOKEN = [
+    (CLS_NOT_EXPANDED, "expand the CLS token to the batch before torch.cat: cls_token.expand(B, -1, -1)")
+]
 
 
-def _check_classifier_on(VisionTransformer, config, seed):
+def _check_classifier_on(VisionTransformer, config, seed, parts=False):
     config = {k: v for k, v in config.items() if k in ENCODER_KEYS}
     imgs = _images(config)
     for global_pool in (True, False):
@@ -847,10 +1055,12 @@ def _check_classifier_on(VisionTransformer, config, seed):
         yours = _call(what, VisionTransformer, num_classes=5, global_pool=global_pool, **config)
         _copy_weights(what, reference, yours)
         yours.eval()
+        if parts and global_pool:  # the first model built
+            _earlier_steps(yours, masking=False)
         r = reference
         with torch.no_grad():
             want = reference.forward_features(imgs)
-            got = _call("forward_features(imgs)", yours.forward_features, imgs)
+            got = _call("forward_features(imgs)", yours.forward_features, imgs, known=EXPAND_CLS_TOKEN)
 
             def tokens(pos=True, r=reference):
                 x = r.patch_embed(imgs)
@@ -876,7 +1086,7 @@ def _check_classifier_on(VisionTransformer, config, seed):
                 ]  # fmt: skip
             axes = ("image", "channel")
             _compare(f"forward_features (global_pool={global_pool})", got, want, axes, mistakes)
-            _compare(f"forward (global_pool={global_pool})", _call("forward(imgs)", yours, imgs), reference(imgs),
+            _compare(f"forward (global_pool={global_pool})", _call("forward(imgs)", yours, imgs, known=EXPAND_CLS_TOKEN), reference(imgs),
                      ("image", "class"), [(want, "finish with self.head(features)")])  # fmt: skip
             _same_on_other_path(
                 f"forward_features (global_pool={global_pool})", yours,
@@ -885,7 +1095,7 @@ def _check_classifier_on(VisionTransformer, config, seed):
 
 
 def check_classifier(VisionTransformer):
-    _check_classifier_on(VisionTransformer, TINY, seed=70)
+    _check_classifier_on(VisionTransformer, TINY, seed=70, parts=True)
     note = _optional(RECT, lambda: _check_classifier_on(VisionTransformer, TINY_RECT, seed=71))
     _ok(
         "VisionTransformer: every patch seen, CLS token (probe) or pooled patches + fc_norm (fine-tune), "
@@ -916,15 +1126,22 @@ def run_checks(steps=None, impl=None):
     each on top of your other steps (the reference standing in for those not written yet).
     """
     name = implementation.resolve(impl, default="exercises")
+    steps = steps or list(STEPS)
     module = importlib.import_module("solutions")
     unwritten = []
     if name == "exercises":
-        module = (
-            implementation.components() if implementation.active() == name else implementation.select(name)
-        )
+        broken = implementation.syntax_errors()
+        if broken:  # nothing imports until they parse: say which, and check nothing else
+            first = next(iter(broken.values())).split(" does")[0]
+            return {step: broken.get(step, f"not checked: {first} must parse first") for step in steps}
+        try:
+            active = implementation.active() == name
+            module = implementation.components() if active else implementation.select(name)
+        except Exception as error:  # e.g. a NameError at the top of an exercise file
+            return {step: f"your exercises do not import: {type(error).__name__}: {error}" for step in steps}
         unwritten = implementation.unwritten_steps()
     results = {}
-    for step in steps or STEPS:
+    for step in steps:
         _, check, attribute = STEPS[step]
         if step in unwritten:
             results[step] = implementation.not_written_message(step)

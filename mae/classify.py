@@ -20,6 +20,7 @@ from .checkpoint import (
     CheckpointError,
     atomic_save,
     describe_mismatch,
+    fit_patch_embed,
     read_checkpoint,
     resize_pos_embed,
     state_dict_from,
@@ -93,6 +94,7 @@ def load_pretrained_encoder(model, path):
     if getattr(model, "global_pool", False):
         state = {k: v for k, v in state.items() if not k.startswith("norm.")}  # fc_norm replaces it
     wanted = model.state_dict()
+    state = fit_patch_embed(wanted, state)
     if "pos_embed" in state and state["pos_embed"].shape[1] != wanted["pos_embed"].shape[1]:
         state["pos_embed"] = resize_pos_embed(state["pos_embed"], model.patch_embed.grid_size)
     encoder_keys = {k: v for k, v in wanted.items() if not k.startswith(("head.", "fc_norm."))}
@@ -104,7 +106,7 @@ def load_pretrained_encoder(model, path):
 
 def load_classifier(model, path):
     """Load a whole classifier checkpoint (this project's or an official fine-tuned one), strictly."""
-    state = state_dict_from(read_checkpoint(path), path)
+    state = fit_patch_embed(model.state_dict(), state_dict_from(read_checkpoint(path), path))
     problems = describe_mismatch(model.state_dict(), state)
     if problems:
         raise CheckpointError(f"{path} does not fit this classifier:\n  - " + "\n  - ".join(problems))

@@ -52,18 +52,24 @@ def resolve(impl=None, default="solutions"):
 
 
 def is_stub(source):
-    """True if any EXERCISE region of this source still holds nothing but `raise NotImplementedError`."""
-    region = None
+    """True if an EXERCISE region of this source still raises NotImplementedError.
+
+    A region raises while its own `raise NotImplementedError(...)` line is still there, at the
+    region's indentation, with no `return` before it: code typed above the raise, and not yet
+    finished, does not count as written.
+    """
+    indent = None
     for line in source.splitlines():
-        if _BEGIN.match(line):
-            region = []
-        elif _END.match(line) and region is not None:
-            code = [s.strip() for s in region if s.strip() and not s.strip().startswith("#")]
-            if len(code) == 1 and code[0].startswith("raise NotImplementedError"):
+        begin = _BEGIN.match(line)
+        if begin:
+            indent, returned = len(line) - len(line.lstrip()), False
+        elif indent is not None and _END.match(line):
+            indent = None
+        elif indent is not None and len(line) - len(line.lstrip()) == indent:
+            statement = line.strip()
+            returned = returned or statement == "return" or statement.startswith(("return ", "return("))
+            if statement.startswith("raise NotImplementedError") and not returned:
                 return True
-            region = None
-        elif region is not None:
-            region.append(line)
     return False
 
 
@@ -71,6 +77,17 @@ def unwritten_steps():
     """The steps whose exercise file in exercises/ is still (partly) the stub, in course order."""
     folder = _package_dir("exercises")
     return [step for step in STEPS if is_stub((folder / f"{step}.py").read_text())]
+
+
+def syntax_errors():
+    """{step: what Python says} for the exercise files that do not parse, e.g. a bracket left open."""
+    folder, errors = _package_dir("exercises"), {}
+    for step in STEPS:
+        try:
+            ast.parse((folder / f"{step}.py").read_text(), f"exercises/{step}.py")
+        except SyntaxError as error:
+            errors[step] = f"exercises/{step}.py does not parse, line {error.lineno}: {error.msg}"
+    return errors
 
 
 def not_written_message(step):

@@ -30,17 +30,21 @@ class Attention(nn.Module):
     def _split_heads(self, x):
         """(B, N, C) -> q, k, v, each (B, heads, N, head_dim)."""
         B, N, C = x.shape
+        # EXERCISE: self.qkv(x) is (B, N, 3 * C), laid out (3, heads, head_dim): reshape to (B, N, 3, heads, head_dim), permute to (3, B, heads, N, head_dim), unbind the first axis into q, k, v
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim)
         return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        # END EXERCISE
 
     def attention_weights(self, x):
         """(B, N, C) -> (B, heads, N, N) attention probabilities (explicit path, no dropout)."""
+        # EXERCISE: q, k from self._split_heads(x); scores = (q * self.scale) @ k^T, (B, heads, N, N); softmax over the keys (the last axis)
         q, k, _ = self._split_heads(x)
         return ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+        # END EXERCISE
 
     def forward(self, x):
         B, N, C = x.shape
-        # EXERCISE: qkv = self.qkv(x) -> (B, N, 3, heads, head_dim) -> q, k, v each (B, heads, N, head_dim); weights = softmax(q k^T * self.scale) over keys, then self.attn_drop; out = weights @ v -> (B, N, C); finish with self.proj and self.proj_drop
+        # EXERCISE: q, k, v = self._split_heads(x); fused path: F.scaled_dot_product_attention (it scales by itself); explicit path (fused_attn False): self.attn_drop(weights) @ v with the weights of attention_weights; then heads side by side (B, N, C), self.proj, self.proj_drop
         q, k, v = self._split_heads(x)  # (B, H, N, hd) each
         if self.fused_attn:
             x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)

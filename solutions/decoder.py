@@ -52,7 +52,8 @@ class EncoderDecoder(Encoder):
         table = get_2d_sincos_pos_embed(
             self.decoder_pos_embed.shape[-1], self.patch_embed.grid_size, cls_token=True
         )
-        self.decoder_pos_embed.data.copy_(table.float().unsqueeze(0))
+        table = torch.as_tensor(table).float()  # a numpy table works too
+        self.decoder_pos_embed.data.copy_(table.unsqueeze(0))
         nn.init.normal_(self.mask_token, std=0.02)
         for module in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred):
             module.apply(init_weights)

@@ -44,7 +44,8 @@ class Encoder(nn.Module):
 
     def _init_encoder_weights(self):
         table = get_2d_sincos_pos_embed(self.pos_embed.shape[-1], self.patch_embed.grid_size, cls_token=True)
-        self.pos_embed.data.copy_(table.float().unsqueeze(0))
+        table = torch.as_tensor(table).float()  # a numpy table works too
+        self.pos_embed.data.copy_(table.unsqueeze(0))
         # The patch projection is a linear map on flattened patches: initialise it as one.
         w = self.patch_embed.proj.weight.data
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))

@@ -10,6 +10,7 @@ import io
 import re
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -108,6 +109,12 @@ class SquarePatchEmbed(nn.Module):
 class PatchEmbedNoTranspose(solutions.PatchEmbed):
     def forward(self, x):
         return self.proj(x).flatten(2)
+
+
+class PatchEmbedReshapeNoTranspose(solutions.PatchEmbed):
+    def forward(self, x):
+        x = self.proj(x)  # (B, D, h, w)
+        return x.reshape(x.shape[0], -1, x.shape[1])
 
 
 class PatchEmbedColumnOrder(solutions.PatchEmbed):
@@ -212,6 +219,16 @@ def pos_embed_full_width_frequencies(embed_dim, grid_size, cls_token=False):
 def pos_embed_growing_frequencies(embed_dim, grid_size, cls_token=False):
     omega = 10000 ** (torch.arange(embed_dim // 4) / (embed_dim / 4))  # 1 / forgotten
     rows, cols = torch.meshgrid(torch.arange(grid_size), torch.arange(grid_size), indexing="ij")
+    halves = [torch.outer(pos.flatten().double(), omega.double()) for pos in (cols, rows)]
+    table = torch.cat([part for a in halves for part in (a.sin(), a.cos())], dim=1)
+    return torch.cat([torch.zeros(1, embed_dim), table]) if cls_token else table
+
+
+def pos_embed_off_by_one(embed_dim, grid_size, cls_token=False):
+    """Frequencies for k = 1 .. D/4 instead of 0 .. D/4 - 1."""
+    omega = 1.0 / 10000 ** (torch.arange(1, embed_dim // 4 + 1) / (embed_dim / 4))
+    h, w = (grid_size, grid_size) if isinstance(grid_size, int) else grid_size
+    rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     halves = [torch.outer(pos.flatten().double(), omega.double()) for pos in (cols, rows)]
     table = torch.cat([part for a in halves for part in (a.sin(), a.cos())], dim=1)
     return torch.cat([torch.zeros(1, embed_dim), table]) if cls_token else table
@@ -325,6 +342,23 @@ def masking_ids_shuffle(x, mask_ratio=0.75, noise=None):
     return kept, mask, noise.argsort(1)
 
 
+def masking_own_order(x, mask_ratio=0.75, noise=None):
+    """Draws its own random order with torch.randperm instead of sorting the noise it is given."""
+    N, L, D = x.shape
+    len_keep = int(L * (1 - mask_ratio))
+    ids_shuffle = torch.stack([torch.randperm(L) for _ in range(N)])
+    ids_restore = ids_shuffle.argsort(1)
+    kept = x.gather(1, ids_shuffle[:, :len_keep, None].expand(-1, -1, D))
+    return kept, (ids_restore >= len_keep).float(), ids_restore
+
+
+def masking_mask_own_order(x, mask_ratio=0.75, noise=None):
+    """Right tokens and ids_restore; the mask comes from a fresh random order."""
+    kept, _, ids_restore = masking_official_style(x, mask_ratio, noise)
+    rank = torch.rand(ids_restore.shape).argsort(1).argsort(1)
+    return kept, (rank >= kept.shape[1]).float(), ids_restore
+
+
 def masking_inverted(x, mask_ratio=0.75, noise=None):
     kept, mask, ids_restore = masking_official_style(x, mask_ratio, noise)
     return kept, 1 - mask, ids_restore
@@ -432,6 +466,49 @@ class AttentionOneHead(solutions.Attention):
     def forward(self, x):
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         return self.proj(((q @ k.transpose(-2, -1)) * self.scale).softmax(-1) @ v)
+
+
+class AttentionScoresTransposed(solutions.Attention):
+    def forward(self, x):
+        q, k, v = self._split_heads(x)
+        return self.proj(_merge(((k @ q.transpose(-2, -1)) * self.scale).softmax(-1) @ v))
+
+
+class AttentionWeightsUnscaled(solutions.Attention):
+    """Right forward; attention_weights forgets the scale."""
+
+    def attention_weights(self, x):
+        q, k, _ = self._split_heads(x)
+        return (q @ k.transpose(-2, -1)).softmax(dim=-1)
+
+
+class AttentionWeightsOverQueries(solutions.Attention):
+    def attention_weights(self, x):
+        q, k, _ = self._split_heads(x)
+        return ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-2)
+
+
+class AttentionWeightsNoSoftmax(solutions.Attention):
+    def attention_weights(self, x):
+        q, k, _ = self._split_heads(x)
+        return (q * self.scale) @ k.transpose(-2, -1)
+
+
+class AttentionExplicitPathRaises(solutions.Attention):
+    """Right on the fused path (the default); the explicit path multiplies by v transposed."""
+
+    def forward(self, x):
+        if self.fused_attn:
+            return super().forward(x)
+        q, k, v = self._split_heads(x)
+        return self.proj(_merge(((q * self.scale) @ k.transpose(-2, -1)).softmax(-1) @ v.transpose(-2, -1)))
+
+
+class AttentionRaises(solutions.Attention):
+    """A single-path forward that raises (it forgets to merge the heads)."""
+
+    def forward(self, x):
+        return self.proj(F.scaled_dot_product_attention(*self._split_heads(x)))
 
 
 class AttentionExplicitPathUnscaled(solutions.Attention):
@@ -545,6 +622,14 @@ class BlockWithWrongAttention(solutions.Block):
         self.attn = AttentionNoScale(dim, num_heads)
 
 
+class BlockWithAttentionOverQueries(solutions.Block):
+    """A correct Block whose Attention (the learner's) takes the softmax over the queries."""
+
+    def __init__(self, dim, num_heads, mlp_ratio=4.0, **kwargs):
+        super().__init__(dim, num_heads, mlp_ratio, **kwargs)
+        self.attn = AttentionSoftmaxQueries(dim, num_heads)
+
+
 class BlockReLU(solutions.Block):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -596,6 +681,72 @@ class EncoderExplicitAttentionBroken(solutions.MAE):
         super().__init__(**kwargs)
         for block in self.blocks:
             block.attn = AttentionExplicitPathBroken(kwargs["embed_dim"], kwargs["num_heads"])
+
+
+class EncoderClsNotExpanded(solutions.MAE):
+    def forward_encoder(self, imgs, mask_ratio=0.75, noise=None):
+        x, mask, ids_restore = solutions.random_masking(
+            self.patch_embed(imgs) + self.pos_embed[:, 1:], mask_ratio, noise
+        )
+        x = torch.cat([self.cls_token + self.pos_embed[:, :1], x], dim=1)  # (1, 1, D) next to (B, L_vis, D)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x), mask, ids_restore
+
+
+class EncoderNoiseNotPassed(solutions.MAE):
+    def forward_encoder(self, imgs, mask_ratio=0.75, noise=None):
+        x, mask, ids_restore = solutions.random_masking(
+            self.patch_embed(imgs) + self.pos_embed[:, 1:], mask_ratio
+        )
+        x = torch.cat([(self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1), x], dim=1)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x), mask, ids_restore
+
+
+def _with_globals(function, **names):
+    """`function` as if its module defined `names`: a learner's module importing their own random_masking."""
+    copy = types.FunctionType(
+        function.__code__, {**function.__globals__, **names}, function.__name__, function.__defaults__
+    )
+    copy.__kwdefaults__ = function.__kwdefaults__
+    return copy
+
+
+def _replace_blocks(model, name, Block):
+    """Rebuild the blocks of `model.<name>` as `Block`s of the same size (the learner's Block class)."""
+    blocks = getattr(model, name)
+    dim = blocks[0].norm1.normalized_shape[0]
+    heads, ratio = blocks[0].attn.num_heads, blocks[0].mlp.fc1.out_features / dim
+    setattr(model, name, nn.ModuleList(Block(dim, heads, ratio) for _ in blocks))
+
+
+class EncoderAttentionOverQueries(solutions.MAE):
+    """A correct encoder whose blocks use the learner's wrong Attention (the reviewer's case)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        _replace_blocks(self, "blocks", BlockWithAttentionOverQueries)
+
+
+class EncoderPostNormBlocks(solutions.MAE):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        _replace_blocks(self, "blocks", BlockPostNorm)
+
+
+class EncoderColumnOrderPatchEmbed(solutions.MAE):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        p = self.patch_embed
+        self.patch_embed = PatchEmbedColumnOrder(p.img_size, p.patch_size, p.in_chans, p.embed_dim)
+
+
+class EncoderOwnMaskingOrder(solutions.MAE):
+    """A correct forward_encoder; the random_masking its module imports draws its own order."""
+
+    forward_encoder = _with_globals(solutions.Encoder.forward_encoder, random_masking=masking_own_order)
 
 
 class EncoderNoFinalNorm(solutions.MAE):
@@ -671,6 +822,14 @@ class DecoderNoPosition(solutions.MAE):
             self.decoder_pos_embed = table
 
 
+class DecoderAttentionOverQueries(solutions.MAE):
+    """A correct decoder whose blocks use the learner's wrong Attention."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        _replace_blocks(self, "decoder_blocks", BlockWithAttentionOverQueries)
+
+
 class DecoderNoNorm(solutions.MAE):
     def forward_decoder(self, latent, ids_restore):
         self.decoder_norm, norm = nn.Identity(), self.decoder_norm
@@ -732,6 +891,34 @@ class MAEWrongUnpatchify(MAEEinsum):
     def unpatchify(self, x):
         p, (h, w) = self.patch_embed.patch_size, self.patch_embed.grid_size
         return x.reshape(x.shape[0], -1, h * p, w * p)
+
+
+class MAEFoldUnpatchify(MAEEinsum):
+    def unpatchify(self, x):
+        p, (h, w) = self.patch_embed.patch_size, self.patch_embed.grid_size
+        return F.fold(x.transpose(1, 2), (h * p, w * p), kernel_size=p, stride=p)
+
+
+class MAEPosEmbedOffByOne(solutions.MAE):
+    """A correct model; the get_2d_sincos_pos_embed its encoder module imports is off by one."""
+
+    _init_encoder_weights = _with_globals(
+        solutions.Encoder._init_encoder_weights, get_2d_sincos_pos_embed=pos_embed_off_by_one
+    )
+
+
+class MAEOwnCorrectParts(MAEEinsum):
+    """Correct: the learner's own (correct) Block, Attention, masking and position table in its modules."""
+
+    forward_encoder = _with_globals(solutions.Encoder.forward_encoder, random_masking=masking_scatter)
+    _init_encoder_weights = _with_globals(
+        solutions.Encoder._init_encoder_weights, get_2d_sincos_pos_embed=torch_pos_embed
+    )
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        _replace_blocks(self, "blocks", BlockOwnMlp)
+        _replace_blocks(self, "decoder_blocks", BlockOwnMlp)
 
 
 def _target(model, imgs):
@@ -935,6 +1122,20 @@ class ClassifierNoFcNorm(solutions.VisionTransformer):
                 self.fc_norm = norm
 
 
+class ClassifierNorm1Blocks(solutions.VisionTransformer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        _replace_blocks(self, "blocks", BlockNorm1BeforeMlp)
+
+
+class ClassifierClsNotExpanded(solutions.VisionTransformer):
+    def forward_features(self, imgs):
+        x = torch.cat([self.cls_token, self.patch_embed(imgs)], dim=1) + self.pos_embed
+        for block in self.blocks:
+            x = block(x)
+        return self.fc_norm(x[:, 1:].mean(dim=1)) if self.global_pool else self.norm(x)[:, 0]
+
+
 class ClassifierNoFinalNorm(solutions.VisionTransformer):
     def forward_features(self, imgs):
         if self.global_pool:
@@ -951,6 +1152,7 @@ class ClassifierNoFinalNorm(solutions.VisionTransformer):
 C = checks
 MISTAKES = {  # name -> (the check, the mistaken implementation, a regex of the message that names the mistake)
     "patch_embed: no transpose": (C.check_patch_embed, PatchEmbedNoTranspose, r"dimension must come last.*transpose\(1, 2\)"),
+    "patch_embed: reshape without transpose": (C.check_patch_embed, PatchEmbedReshapeNoTranspose, r"reshaping \(B, D, h, w\) straight to \(B, L, D\) mixes channels and positions"),
     "patch_embed: column order": (C.check_patch_embed, PatchEmbedColumnOrder, "column order; patch index must run row by row"),
     "patch_embed: not flattened": (C.check_patch_embed, PatchEmbedNotFlattened, r"must be a sequence \(B, L, D\)"),
     "patch_embed: stride forgotten": (C.check_patch_embed, PatchEmbedOverlapping, "the patches overlap"),
@@ -963,6 +1165,7 @@ MISTAKES = {  # name -> (the check, the mistaken implementation, a regex of the 
     "pos_embed: exponent k / d": (C.check_pos_embed, pos_embed_wrong_frequencies, r"frequencies are wrong.*not by its width D/2"),
     "pos_embed: exponent k / D": (C.check_pos_embed, pos_embed_full_width_frequencies, r"frequencies are wrong.*not by the full width D"),
     "pos_embed: frequencies growing": (C.check_pos_embed, pos_embed_growing_frequencies, "the frequencies must decrease"),
+    "pos_embed: k = 1 .. D/4": (C.check_pos_embed, pos_embed_off_by_one, r"frequencies are off by one: k runs 0 \.\. D/4 - 1"),
     "pos_embed: no CLS row": (C.check_pos_embed, pos_embed_no_cls, r"expected shape \(17, 16\).*got \(16, 16\)\nHint: .*prepend one all-zero row"),
     "pos_embed: CLS row last": (C.check_pos_embed, pos_embed_cls_last, "the CLS row goes first"),
     "masking: mask in shuffled order": (C.check_random_masking, masking_shuffled_mask, "not in the original patch order: did you gather it with ids_restore?"),
@@ -978,6 +1181,8 @@ MISTAKES = {  # name -> (the check, the mistaken implementation, a regex of the 
     "masking: inverted mask": (C.check_random_masking, masking_inverted, "the mask must be 1 for REMOVED patches"),
     "masking: bool mask": (C.check_random_masking, masking_bool_mask, "should be a float tensor"),
     "masking: other noise": (C.check_random_masking, masking_other_noise, r"draw it as torch.rand\(N, L\)"),
+    "masking: own random order": (C.check_random_masking, masking_own_order, r"ids_restore is a permutation, but not the one the given noise makes.*torch.randperm"),
+    "masking: mask from its own order": (C.check_random_masking, masking_mask_own_order, r"mask has the wrong values. it removes 7 patches per image, the right number, but not the ones the given noise picks"),
     "attention: no scale": (C.check_attention, AttentionNoScale, r"not scaled: multiply q k\^T by head_dim \*\* -0.5"),
     "attention: scale by dim": (C.check_attention, AttentionScaleByDim, "not by dim"),
     "attention: scaled twice": (C.check_attention, AttentionScaledTwice, "scaled twice"),
@@ -987,6 +1192,11 @@ MISTAKES = {  # name -> (the check, the mistaken implementation, a regex of the 
     "attention: qkv reshaped without permute": (C.check_attention, AttentionReshapeWithoutPermute, "mixes tokens and channels"),
     "attention: no output projection": (C.check_attention, AttentionNoProj, "apply the output projection self.proj"),
     "attention: one head": (C.check_attention, AttentionOneHead, "runs as one head of width dim"),
+    "attention: k @ q^T": (C.check_attention, AttentionScoresTransposed, r"the scores are transposed: q @ k.transpose\(-2, -1\)"),
+    "attention: attention_weights not scaled": (C.check_attention, AttentionWeightsUnscaled, r"attention_weights\(x\) has the wrong values. the attention scores are not scaled"),
+    "attention: attention_weights over queries": (C.check_attention, AttentionWeightsOverQueries, r"attention_weights\(x\) has the wrong values. the softmax must run over the keys"),
+    "attention: attention_weights without softmax": (C.check_attention, AttentionWeightsNoSoftmax, "attention_weights returns probabilities"),
+    "attention: explicit path raises": (C.check_attention, AttentionExplicitPathRaises, r"^Attention.forward on the explicit path \(fused_attn=False\) raised RuntimeError.*\nHint: with your default, fused_attn=True, it runs and is right"),
     "attention: explicit path unscaled": (C.check_attention, AttentionExplicitPathUnscaled, r"explicit path, fused_attn=False\) has the wrong values. the attention scores are not scaled"),
     "attention: explicit path broken": (C.check_attention, AttentionExplicitPathBroken, r"explicit path, fused_attn=False\).*\nHint: your fused path is right"),
     "block: post-norm": (C.check_block, BlockPostNorm, "this is post-norm; MAE's ViT is pre-norm"),
@@ -1004,8 +1214,14 @@ MISTAKES = {  # name -> (the check, the mistaken implementation, a regex of the 
     "encoder: no masking": (C.check_encoder, EncoderNoMasking, r"see only the visible patches \(1 CLS \+ 4 tokens here\)"),
     "encoder: position after masking": (C.check_encoder, EncoderPositionAfterMasking, "add the position embeddings BEFORE masking"),
     "encoder: no position": (C.check_encoder, EncoderNoPosition, r"add the position embeddings pos_embed\[:, 1:\]"),
-    "encoder: explicit attention path broken": (C.check_encoder, EncoderExplicitAttentionBroken, r"with fused_attn=False in every Attention.*\nHint: your Attention's explicit path"),
+    "encoder: explicit attention path broken": (C.check_encoder, EncoderExplicitAttentionBroken, r"your model's Attention \(step 04\) is not right yet.*explicit path, fused_attn=False.*Fix step 04 first \(check_attention\)"),
     "encoder: no final norm": (C.check_encoder, EncoderNoFinalNorm, "apply the final LayerNorm"),
+    "encoder: CLS token not expanded": (C.check_encoder, EncoderClsNotExpanded, r"Sizes of tensors must match.*\nHint: expand the CLS token to the batch: \(cls_token \+ pos_embed\[:, :1\]\)\.expand\(B, -1, -1\)"),
+    "encoder: noise not passed on": (C.check_encoder, EncoderNoiseNotPassed, r"Pass noise on: random_masking\(x, mask_ratio, noise\)"),
+    "encoder: blocks with a wrong Attention": (C.check_encoder, EncoderAttentionOverQueries, r"^your model's Attention \(step 04\) is not right yet, and this check runs it: .*softmax must run over the keys.*Fix step 04 first \(check_attention\)$"),
+    "encoder: a wrong Block": (C.check_encoder, EncoderPostNormBlocks, r"^your model's Block \(step 05\) is not right yet.*post-norm.*Fix step 05 first \(check_block\)$"),
+    "encoder: a wrong PatchEmbed": (C.check_encoder, EncoderColumnOrderPatchEmbed, r"^your model's PatchEmbed \(step 01\) is not right yet.*column order.*Fix step 01 first \(check_patch_embed\)$"),
+    "encoder: its random_masking draws its own order": (C.check_encoder, EncoderOwnMaskingOrder, r"^your model's random_masking \(step 03\) is not right yet.*torch.randperm.*Fix step 03 first \(check_random_masking\)$"),
     "decoder: no unshuffle": (C.check_decoder, DecoderNoUnshuffle, r"still in shuffled order: unshuffle them with torch.gather\(\.\.\., ids_restore\)"),
     "decoder: CLS in the prediction": (C.check_decoder, DecoderKeepsCls, r"expected shape \(2, 16, 48\).*got \(2, 17, 48\)\nHint: drop the CLS token"),
     "decoder: CLS in the unshuffle": (C.check_decoder, DecoderClsInUnshuffle, "the CLS token went through the unshuffle"),
@@ -1013,6 +1229,7 @@ MISTAKES = {  # name -> (the check, the mistaken implementation, a regex of the 
     "decoder: no CLS in the decoder": (C.check_decoder, DecoderWithoutCls, "keep the CLS token in the decoder"),
     "decoder: no position": (C.check_decoder, DecoderNoPosition, "add decoder_pos_embed"),
     "decoder: no decoder_norm": (C.check_decoder, DecoderNoNorm, "apply decoder_norm before decoder_pred"),
+    "decoder: decoder blocks with a wrong Attention": (C.check_decoder, DecoderAttentionOverQueries, r"^your model's Attention \(step 04\) is not right yet.*Fix step 04 first \(check_attention\)$"),
     "model: channel-first patches": (C.check_mae, MAEChannelFirstPatches, r"pixels must be ordered \(p, q, c\), channel last"),
     "model: patches in column order": (C.check_mae, MAEColumnOrderPatches, r"patches must go row by row \(h before w\)"),
     "model: wrong unpatchify": (C.check_mae, MAEWrongUnpatchify, "unpatchify must undo patchify exactly"),
@@ -1025,10 +1242,15 @@ MISTAKES = {  # name -> (the check, the mistaken implementation, a regex of the 
     "model: ignores norm_pix_loss": (C.check_mae, MAELossIgnoresNormPix, "normalise each target patch by its own mean and variance"),
     "model: normalises without norm_pix_loss": (C.check_mae, MAELossAlwaysNormalises, "normalises the targets although norm_pix_loss=False"),
     "model: forward returns two outputs": (C.check_mae, MAEForwardTwoOutputs, r"forward must return \(loss, pred, mask\)"),
+    "model: unpatchify with F.fold": (C.check_mae, MAEFoldUnpatchify, r"F.fold reads each patch as \(c, p, q\)"),
+    "model: a wrong get_2d_sincos_pos_embed": (C.check_mae, MAEPosEmbedOffByOne, r"^your model's get_2d_sincos_pos_embed \(step 02\) is not right yet.*off by one.*Fix step 02 first \(check_pos_embed\)$"),
+    "model: forward_encoder without the final norm": (C.check_mae, EncoderNoFinalNorm, r"^your forward_encoder \(step 06\) is not right yet, and forward runs it: .*apply the final LayerNorm.*Fix step 06 first \(check_encoder\)$"),
     "classifier: pools the CLS token too": (C.check_classifier, ClassifierPoolsClsTokenToo, "leave the CLS token out"),
     "classifier: no positions": (C.check_classifier, ClassifierForgetsPositions, "add self.pos_embed"),
     "classifier: no fc_norm": (C.check_classifier, ClassifierNoFcNorm, "normalise the pooled vector with self.fc_norm"),
     "classifier: no final norm": (C.check_classifier, ClassifierNoFinalNorm, "apply the final LayerNorm self.norm"),
+    "classifier: a wrong Block": (C.check_classifier, ClassifierNorm1Blocks, r"^your model's Block \(step 05\) is not right yet.*norm1; use norm2.*Fix step 05 first \(check_block\)$"),
+    "classifier: CLS token not expanded": (C.check_classifier, ClassifierClsNotExpanded, r"Sizes of tensors must match.*\nHint: expand the CLS token to the batch before torch.cat"),
 }  # fmt: skip
 
 
@@ -1084,6 +1306,9 @@ def test_messages_are_the_same_from_run_to_run():
         (checks.check_attention, AttentionExplicitPathBroken),
         (checks.check_block, BlockNorm1BeforeMlp),
         (checks.check_decoder, DecoderNoNorm),
+        (checks.check_random_masking, masking_own_order),  # draws from the global generator
+        (checks.check_encoder, EncoderNoiseNotPassed),
+        (checks.check_encoder, EncoderOwnMaskingOrder),
     ]:
         messages = []
         for seed in (1, 2):
@@ -1092,6 +1317,41 @@ def test_messages_are_the_same_from_run_to_run():
                 check(mistaken)
             messages.append(str(error.value))
         assert messages[0] == messages[1]
+
+
+def test_a_forward_that_raises_gets_no_path_label():
+    """Only a forward that runs is tried on the other path; its message names no path."""
+    for mistaken in (AttentionRaises, exercises.Attention):
+        with pytest.raises(AssertionError) as error:
+            checks.check_attention(mistaken)
+        message = str(error.value)
+        assert message.startswith(("Attention.forward raised", "Attention.forward reached"))
+        assert not re.search(r"(fused|explicit) path(,| \()", message.splitlines()[0].split(": ")[0])
+
+
+def test_attention_weights_are_checked_when_there(capsys):
+    checks.check_attention(solutions.Attention)
+    assert capsys.readouterr().out.strip().endswith("(fused and explicit paths); attention_weights too")
+    checks.check_attention(AttentionOwnSDPA)  # its own class, no attention_weights: forward alone
+    assert "attention_weights" not in capsys.readouterr().out
+
+
+def test_earlier_steps_are_not_checked_for_the_reference_parts(monkeypatch):
+    """The pre-check of a model check runs only on the learner's own parts."""
+    ran = []
+    for name in (
+        "check_patch_embed",
+        "check_pos_embed",
+        "check_random_masking",
+        "check_attention",
+        "check_block",
+    ):
+        monkeypatch.setattr(checks, name, lambda part, name=name: ran.append(name))
+    with contextlib.redirect_stdout(io.StringIO()):
+        checks.check_mae(solutions.MAE)
+        assert ran == []
+        checks.check_mae(MAEOwnCorrectParts)
+    assert sorted(ran) == ["check_attention", "check_block", "check_pos_embed", "check_random_masking"]
 
 
 def test_masking_check_leaves_the_random_state_alone():
@@ -1122,6 +1382,9 @@ CORRECT = {  # name -> (the check, a correct implementation other than the refer
     "model: einsum patchify": (C.check_mae, MAEEinsum),
     "decoder: scatter": (C.check_decoder, MAEScatterDecoder),
     "model: scatter, boolean-indexed loss": (C.check_mae, MAEScatterDecoder),
+    "encoder: the learner's own correct parts": (C.check_encoder, MAEOwnCorrectParts),
+    "decoder: the learner's own correct parts": (C.check_decoder, MAEOwnCorrectParts),
+    "model: the learner's own correct parts": (C.check_mae, MAEOwnCorrectParts),
     "encoder: square only (seed signature)": (C.check_encoder, SquareMAE),
     "decoder: square only (seed signature)": (C.check_decoder, SquareMAE),
     "model: square only (seed signature)": (C.check_mae, SquareMAE),

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # --------------------------------------------------------------------------- the rules, on text
 
 
-def test_a_step_is_written_once_no_region_only_raises():
+def test_a_step_is_written_once_no_region_raises_any_more():
     stub = 'def f():\n    # EXERCISE: do it\n    raise NotImplementedError("do it")\n    # END EXERCISE\n'
     assert impl.is_stub(stub)
     assert impl.is_stub(stub.replace("    # END", "    # a comment of mine\n\n    # END"))
@@ -25,6 +25,10 @@ def test_a_step_is_written_once_no_region_only_raises():
         stub.replace("raise NotImplementedError", "return 1\n    raise NotImplementedError")
     )
     assert not impl.is_stub(stub.replace('raise NotImplementedError("do it")', "return 2"))
+    started = stub.replace("    raise", "    x = 1  # begun, not finished\n    raise")
+    assert impl.is_stub(started)  # it still raises: the reference stands in until the raise is gone
+    nested = stub.replace("    raise", "    if x:\n        raise")
+    assert not impl.is_stub(nested)  # a raise of the learner's own, inside their code
     assert not impl.is_stub("def f():\n    return 3\n")  # markers deleted: the learner's own file
     two_regions = stub + stub.replace("def f", "def g").replace(
         'raise NotImplementedError("do it")', "return 4"
@@ -183,3 +187,51 @@ def test_notebooks_run_for_a_learner_partway_through(partway, number, monkeypatc
     ]
     assert figures
     json.dumps(notebook)  # a complete, saveable notebook
+
+
+LINEAR_PATCH_EMBED = (
+    ("self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)",
+     "self.proj = nn.Linear(in_chans * patch_size**2, embed_dim)  # on (c, p, q)-flattened patches"),
+    ("x = self.proj(imgs)  # (B, D, h, w)\n        return x.flatten(2).transpose(1, 2)  # (B, L, D)",
+     "patches = torch.nn.functional.unfold(imgs, self.patch_size, stride=self.patch_size)  # (B, C*p*p, L)\n"
+     "        return self.proj(patches.transpose(1, 2))"),
+)  # fmt: skip
+
+
+def test_a_linear_patch_embedding_loads_the_official_layout(tmp_path):
+    """A learner's unfold + Linear patch embedding passes its check, and the package loads Conv2d weights into it."""
+    source = done("patch_embed")
+    for old, new in LINEAR_PATCH_EMBED:
+        assert old in source
+        source = source.replace(old, new)
+    course = copy_of_the_course(tmp_path, {"patch_embed": source})
+    code = (
+        "import torch, mae, solutions\n"
+        "from mae import checks, classify\n"
+        "from mae.course import use\n"
+        "code = use('exercises', exercise='patch_embed')\n"
+        "checks.check_patch_embed(code.PatchEmbed)\n"
+        "mine = mae.model_from_checkpoint('checkpoints/mae_mini_photos.pth').eval()\n"
+        "theirs = mae.load_weights(solutions.MAE(**mine.config), mae.read_checkpoint('checkpoints/mae_mini_photos.pth')['model']).eval()\n"
+        "imgs, noise = torch.randn(2, 3, 64, 64), torch.rand(2, 64)\n"
+        "print(mine.patch_embed.proj.weight.shape, (mine(imgs, noise=noise)[1] - theirs(imgs, noise=noise)[1]).abs().max().item() < 1e-5)\n"
+        "classifier = mae.create_classifier('vit_mini_patch8', num_classes=3, img_size=64)\n"
+        "classify.load_pretrained_encoder(classifier, 'checkpoints/mae_mini_photos.pth')\n"
+        "print(torch.equal(classifier.patch_embed.proj.weight, mine.patch_embed.proj.weight))\n"
+    )
+    run = python(code, course, MAE_IMPL="exercises")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert any(line.startswith("\u2713 PatchEmbed") for line in lines)
+    assert lines[-2:] == ["torch.Size([128, 192]) True", "True"]
+
+
+def test_a_file_that_does_not_parse_is_named_step_by_step(tmp_path):
+    half = done("transformer").replace(
+        "self.norm1 = nn.LayerNorm(dim, eps=layer_norm_eps)", "self.norm1 = nn.LayerNorm(dim"
+    )
+    course = copy_of_the_course(tmp_path, {"transformer": half})
+    run = command(["mae.checks", "masking", "transformer"], course)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "\u2717 05 transformer: exercises/transformer.py does not parse, line" in run.stdout
+    assert "\u2717 03 masking: not checked: exercises/transformer.py must parse first" in run.stdout
