@@ -33,14 +33,16 @@ import json
 import resource
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from mae.engine import FUSED_ADAMW, amp_dtype, micro_step, optimizer_step  # noqa: E402
 from mae.models import create_model  # noqa: E402
-from mae.pretrain import param_groups  # noqa: E402
+from mae.pretrain import param_groups, pretraining_loss  # noqa: E402
 
 
 def train_flops_per_image(model, mask_ratio):
@@ -130,16 +132,10 @@ def levers(device, with_compile):
 
 
 def production(device):
-    """What mae.engine runs by default on this device (keep in step with engine.fit and pretrain.train)."""
-    from mae.engine import FUSED_ADAMW
-
-    return dict(
-        sdpa=True,
-        host_sync=False,
-        bf16=device.type == "cuda",
-        fused_adamw=FUSED_ADAMW[device.type],
-        compile=False,
-    )
+    """What mae.engine runs by default on this device: its own defaults, read from it."""
+    default_amp = amp_dtype(argparse.Namespace(amp=None), device)
+    return dict(sdpa=True, host_sync=False, bf16=default_amp == torch.bfloat16,
+                fused_adamw=FUSED_ADAMW.get(device.type, False), compile=False)  # fmt: skip
 
 
 def run_variant(name, settings, args, device):
@@ -156,14 +152,12 @@ def run_variant(name, settings, args, device):
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     step_model = torch.compile(model) if settings["compile"] else model
     imgs = torch.randn(args.batch_size, 3, args.input_size, args.input_size, device=device)
+    noise = torch.rand(args.batch_size, model.patch_embed.num_patches, device=device)
 
-    def step():
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss, _, _ = step_model(imgs, mask_ratio=args.mask_ratio)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+    def step():  # the engine's own training step: one micro-batch, then the optimizer step
+        loss = micro_step(step_model, partial(pretraining_loss, mask_ratio=args.mask_ratio), (imgs, noise),
+                          scaler, (device.type, dtype), accum_iter=1)  # fmt: skip
+        optimizer_step(model, optimizer, scaler)
         if settings["host_sync"]:
             loss.item()  # the official loop reads the loss on the host every step
 
@@ -217,7 +211,8 @@ def run_end_to_end(name, args, device, gpu_decode):
     settings = production(device)
     optimizer = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-4, betas=(0.9, 0.95),
                                   fused=True if settings["fused_adamw"] else None)  # fmt: skip
-    dtype = torch.bfloat16 if settings["bf16"] else None
+    dtype = amp_dtype(argparse.Namespace(amp=None), device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     L = model.patch_embed.num_patches
     if gpu_decode:
         dataset, collate = EncodedMaskedImages(ImageFiles(args.data).files, L), collate_encoded
@@ -242,11 +237,9 @@ def run_end_to_end(name, args, device, gpu_decode):
         imgs, noise = (
             decode_batch(batch, args.input_size, device) if gpu_decode else (t.to(device) for t in batch)
         )
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss, _, _ = model(imgs, mask_ratio=args.mask_ratio, noise=noise)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        micro_step(model, partial(pretraining_loss, mask_ratio=args.mask_ratio), (imgs, noise), scaler,
+                   (device.type, dtype), accum_iter=1)  # fmt: skip
+        optimizer_step(model, optimizer, scaler)
         images += imgs.shape[0]
     synchronize(device)
     return {"variant": name, "settings": {**settings, "gpu_decode": gpu_decode},

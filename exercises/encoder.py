@@ -31,6 +31,11 @@ class Encoder(nn.Module):
         drop_path_rate=0.0,
     ):
         super().__init__()
+        # The constructor arguments (subclasses add theirs), saved in checkpoints to rebuild the model.
+        self.config = dict(
+            img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim, depth=depth,
+            num_heads=num_heads, mlp_ratio=mlp_ratio, layer_norm_eps=layer_norm_eps, drop_path_rate=drop_path_rate,
+        )  # fmt: skip
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         num_patches = self.patch_embed.num_patches
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))

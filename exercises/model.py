@@ -13,33 +13,10 @@ from .patch_embed import check_images
 
 
 class MAE(EncoderDecoder):
-    def __init__(
-        self,
-        img_size=224,
-        patch_size=16,
-        in_chans=3,
-        embed_dim=1024,
-        depth=24,
-        num_heads=16,
-        decoder_embed_dim=512,
-        decoder_depth=8,
-        decoder_num_heads=16,
-        mlp_ratio=4.0,
-        norm_pix_loss=False,
-        layer_norm_eps=1e-6,
-    ):
-        super().__init__(
-            img_size, patch_size, in_chans, embed_dim, depth, num_heads,
-            decoder_embed_dim, decoder_depth, decoder_num_heads, mlp_ratio, layer_norm_eps,
-        )  # fmt: skip
+    def __init__(self, norm_pix_loss=False, **encoder_decoder_kwargs):
+        super().__init__(**encoder_decoder_kwargs)  # the architecture (see Encoder and EncoderDecoder)
         self.norm_pix_loss = norm_pix_loss
-        # The constructor arguments, saved in checkpoints so that a model can be rebuilt from one.
-        self.config = dict(
-            img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
-            depth=depth, num_heads=num_heads, decoder_embed_dim=decoder_embed_dim,
-            decoder_depth=decoder_depth, decoder_num_heads=decoder_num_heads, mlp_ratio=mlp_ratio,
-            norm_pix_loss=norm_pix_loss, layer_norm_eps=layer_norm_eps,
-        )  # fmt: skip
+        self.config["norm_pix_loss"] = norm_pix_loss
 
     def patchify(self, imgs):
         """(B, C, H, W) -> (B, L, p*p*C); each row is one patch, its pixels in (p, q, c) order."""

@@ -320,7 +320,7 @@ def infer_config(state, checkpoint=None):
     Head counts are not in the shapes: they come from the factory with the same width, depth
     and patch size (the official decoders all have 16 heads).
     """
-    from .models import _DEFAULTS, CONFIGS
+    from .models import CONFIGS, constructor_defaults
 
     if "patch_embed.proj.weight" not in state:
         raise CheckpointError("no patch embedding in the checkpoint: not an MAE or ViT state dict")
@@ -334,7 +334,7 @@ def infer_config(state, checkpoint=None):
             f"no factory has the architecture of this checkpoint [{architecture(state)}]; build the "
             f"model yourself and call load_checkpoint"
         )
-    config = {**_DEFAULTS, **matches[0], "in_chans": in_chans, "patch_size": patch}
+    config = {**constructor_defaults(), **matches[0], "in_chans": in_chans, "patch_size": patch}
     config["img_size"] = math.isqrt(state["pos_embed"].shape[1] - 1) * patch
     if "decoder_embed.weight" in state:
         config["decoder_embed_dim"] = state["decoder_embed.weight"].shape[0]

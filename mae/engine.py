@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed
-from .checkpoint import atomic_save, read_checkpoint, state_dict_from
+from .checkpoint import read_checkpoint, save_checkpoint, state_dict_from
 from .datasets import collate_skipping_unreadable
 
 LAST = "checkpoint-last.pth"
@@ -249,196 +249,311 @@ class Job:
     dataset: torch.utils.data.Dataset  # yields tuples of tensors (or None for an unreadable sample)
     compute_loss: callable  # (train_model, *batch on device) -> scalar loss
     end_of_epoch: callable = (
-        None  # (epoch index, 0-based, step) -> (log record fields, TensorBoard image or None)
+        None  # (epoch index from 0, step) -> (log record fields, TensorBoard image or None)
     )
     official_fields: callable = None  # end_of_epoch's fields -> the official log.txt's (test_acc1, ...)
-    extra_state: callable = None  # () -> dict saved in every checkpoint
     name: str = "training"
     collate: callable = collate_skipping_unreadable
     prepare: callable = None  # (batch, device) -> tensors on the device, or None; default: move every tensor
 
 
+# --------------------------------------------------------------------------- one optimizer step
+
+
+def micro_step(train_model, compute_loss, batch, scaler, amp, accum_iter, sync=None):
+    """Forward and backward of one micro-batch, its gradients added to the accumulated ones; returns the loss.
+
+    amp is (device type, autocast dtype or None). `sync` is DDP's no_sync() on all but the last
+    micro-batch of an accumulation: gradients are averaged across ranks once per optimizer step.
+    """
+    device_type, dtype = amp
+    with (
+        sync or contextlib.nullcontext(),
+        torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None),
+    ):
+        loss = compute_loss(train_model, *batch)
+        scaler.scale(loss / accum_iter).backward()
+    return loss.detach()
+
+
+def optimizer_step(model, optimizer, scaler, clip_grad=None):
+    """Apply the accumulated gradients (unscaled first, and clipped if asked) and clear them."""
+    if clip_grad is not None:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def set_learning_rate(optimizer, lr):
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)  # lr_scale: layer-wise decay in fine-tuning
+
+
+# --------------------------------------------------------------------------- losses and checkpoints
+
+
+class Losses:
+    """Losses summed on the device, over the log window and over the epoch, and the first non-finite one.
+
+    Nothing here reads a value on the host, so a step never waits for the device; `read_window`
+    (at log lines) and `first_non_finite` (before checkpoints) are the only syncs.
+    """
+
+    def __init__(self, device, step):
+        self.window = torch.zeros((), dtype=torch.float64, device=device)
+        self.epoch = torch.zeros((), dtype=torch.float64, device=device)
+        self.first_bad = torch.full((2,), -1.0, dtype=torch.float64, device=device)  # (step, loss value)
+        self.step = torch.full((), float(step), dtype=torch.float64, device=device)  # the step, on the device
+        self.new_epoch()
+
+    def new_epoch(self):
+        self.epoch.zero_()
+        self.epoch_micro = 0
+        self.new_window()
+
+    def new_window(self):
+        self.window.zero_()
+        self.window_micro, self.window_images, self.window_start = 0, 0, time.perf_counter()
+
+    def add(self, loss, images):
+        bad = (~torch.isfinite(loss)) & (self.first_bad[0] < 0)
+        self.first_bad.copy_(torch.where(bad, torch.stack([self.step, loss.double()]), self.first_bad))
+        self.window += loss.double()
+        self.epoch += loss.double()
+        self.window_micro, self.epoch_micro = self.window_micro + 1, self.epoch_micro + 1
+        self.window_images += images
+
+    def read_window(self):
+        """(mean loss of the window, images in it, seconds it took): one host sync."""
+        return (
+            self.window.item() / self.window_micro,
+            self.window_images,
+            time.perf_counter() - self.window_start,
+        )
+
+    def read_epoch(self):
+        return self.epoch.item() / max(self.epoch_micro, 1)
+
+
+class Checkpointer:
+    """checkpoint-*.pth in output_dir, written atomically by rank 0 with every rank's RNG states, and
+    never after a non-finite loss: the last good checkpoint stays as it was."""
+
+    def __init__(self, args, context, model, optimizer, scaler, losses, position):
+        self.args, self.context, self.position, self.losses = args, context, position, losses
+        self.model, self.optimizer, self.scaler = model, optimizer, scaler
+        self.folder = Path(args.output_dir)
+
+    def raise_if_non_finite(self):
+        bad = self.losses.first_bad.clone()
+        if self.context.distributed:  # every rank stops together, not only the one that saw it
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+        step, value = bad.tolist()  # one host sync
+        if step >= 0:
+            raise FloatingPointError(
+                f"loss is {value} at step {int(step)} (epoch {self.position.epoch}); stopping. The last good "
+                f"checkpoint, {self.folder / LAST}, is untouched."
+            )
+
+    def save(self, name, epoch, step_in_epoch):
+        self.raise_if_non_finite()
+        rng = [rng_states(self.context.device)]
+        if self.context.distributed:
+            gathered = [None] * self.context.world_size
+            torch.distributed.all_gather_object(gathered, rng[0])
+            rng = gathered
+        if self.context.is_main:
+            save_checkpoint(
+                self.folder / name, self.model, optimizer=self.optimizer.state_dict(),
+                scaler=self.scaler.state_dict(), epoch=epoch, step_in_epoch=step_in_epoch,
+                step=self.position.step, rng=rng, args=checkpoint_args(self.args),
+            )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class Run:
+    """Everything one run's epochs share."""
+
+    args: object
+    context: object
+    job: Job
+    train_model: torch.nn.Module  # the model as trained: compiled and/or wrapped in DDP
+    sampler: ResumableSampler
+    steps_per_epoch: int
+    dtype: object
+    scaler: object
+    position: Position
+    losses: Losses
+    checkpointer: Checkpointer
+    log: Log
+    num_workers: int
+    skipped: int = 0  # unreadable images so far
+    loader_generator: torch.Generator = None  # the DataLoader's own seeds: never the global RNG
+
+
 def fit(args, context, job):
     """Train `job` until --epochs (or --max_steps), resuming from where a previous run stopped."""
-    device, model, optimizer, dataset = context.device, job.model, job.optimizer, job.dataset
-    output_dir = Path(args.output_dir)
-    sampler = ResumableSampler(dataset, context.world_size, context.rank, args.seed)
+    run = start(args, context, job)
+    position = run.position
+    finished = args.max_steps is not None and position.step >= args.max_steps
+    while position.epoch < args.epochs and not finished:
+        finished = train_one_epoch(run)
+        if not finished or position.step_in_epoch == run.steps_per_epoch:
+            end_epoch(run)
+        run.checkpointer.save(LAST, position.epoch, position.step_in_epoch)
+    identical = distributed.replicas_identical(job.model, context)
+    if context.is_main:
+        run.log.write(
+            {"kind": "end", "step": position.step, "epoch": position.epoch, "replicas_identical": identical}
+        )
+        print(f"done: {position.step} steps, {position.epoch} epochs; checkpoint {Path(args.output_dir) / LAST}",
+              flush=True)  # fmt: skip
+    if not identical:
+        raise RuntimeError("the ranks' parameters differ at the end of training")
+    return position
+
+
+def start(args, context, job):
+    """Sampler, resume, DDP and logs: a Run ready for its first (or next) epoch."""
+    device, model = context.device, job.model
+    sampler = ResumableSampler(job.dataset, context.world_size, context.rank, args.seed)
     per_step = args.batch_size * args.accum_iter
     if sampler.num_samples < per_step:
         raise ValueError(
-            f"{len(dataset)} images give {sampler.num_samples} per process, fewer than one optimizer step "
+            f"{len(job.dataset)} images give {sampler.num_samples} per process, fewer than one optimizer step "
             f"(batch_size {args.batch_size} x accum_iter {args.accum_iter})"
         )
     steps_per_epoch = sampler.num_samples // per_step
     sampler.stop = steps_per_epoch * per_step  # whole optimizer steps only
     dtype = amp_dtype(args, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    position, resumed_from = resume(args, model, optimizer, scaler, context)
-
+    position, resumed_from = resume(args, model, job.optimizer, scaler, context)
     train_model = torch.compile(model) if args.compile else model
     if context.distributed:
         ids = [context.local_rank] if device.type == "cuda" else None
         train_model = DistributedDataParallel(train_model, device_ids=ids)
-
-    log = Log(args, context, position)
+    losses = Losses(device, position.step)
     num_workers = default_workers(context) if args.num_workers is None else args.num_workers
     if context.is_main:
+        resuming = (
+            f", resuming at epoch {position.epoch} step {position.step} from {resumed_from}"
+            if resumed_from
+            else ""
+        )
         print(f"{job.name}: world size {context.world_size}, effective batch {per_step * context.world_size} "
               f"({args.batch_size} per process x {args.accum_iter} accumulation x {context.world_size}), "
               f"lr {args.lr:.3g} (blr {args.blr:.3g}), {steps_per_epoch} steps per epoch, device {device}, "
-              f"amp {dtype}, {num_workers} data workers" + (f", resuming at epoch {position.epoch} step {position.step} from {resumed_from}"
-                                if resumed_from else ""), flush=True)  # fmt: skip
+              f"amp {dtype}, {num_workers} data workers{resuming}", flush=True)  # fmt: skip
+    return Run(
+        args, context, job, train_model, sampler, steps_per_epoch, dtype, scaler, position, losses,
+        Checkpointer(args, context, model, job.optimizer, scaler, losses, position), Log(args, context, position),
+        num_workers, loader_generator=torch.Generator(),
+    )  # fmt: skip
 
-    # Losses stay on the device between log lines; so does the first non-finite one, if any.
-    window_loss = torch.zeros((), dtype=torch.float64, device=device)
-    first_bad = torch.full((2,), -1.0, dtype=torch.float64, device=device)  # (step, loss value)
-    step_on_device = torch.full((), float(position.step), dtype=torch.float64, device=device)
 
-    def raise_if_non_finite():
-        bad = first_bad.clone()
-        if context.distributed:  # every rank stops together, not only the one that saw it
-            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
-        step, value = bad.tolist()  # one host sync
-        if step >= 0:
-            raise FloatingPointError(
-                f"loss is {value} at step {int(step)} (epoch {position.epoch}); stopping. The last good "
-                f"checkpoint, {output_dir / LAST}, is untouched."
-            )
-
-    def save(name, epoch, step_in_epoch):
-        raise_if_non_finite()
-        rng = [rng_states(context.device)]
-        if context.distributed:
-            gathered = [None] * context.world_size
-            torch.distributed.all_gather_object(gathered, rng[0])
-            rng = gathered
-        if not context.is_main:
-            return
-        payload = {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "epoch": epoch, "step_in_epoch": step_in_epoch, "step": position.step, "rng": rng,
-            "args": checkpoint_args(args), **(job.extra_state() if job.extra_state else {}),
-        }  # fmt: skip
-        if getattr(model, "config", None) is not None:
-            payload["model_config"] = dict(model.config)
-        atomic_save(payload, output_dir / name)
-
+def train_one_epoch(run):
+    """Train from the run's position to the end of its epoch (or to --max_steps); True if --max_steps was hit."""
+    args, job, position, losses = run.args, run.job, run.position, run.losses
+    device = run.context.device
+    if hasattr(job.dataset, "set_epoch"):
+        job.dataset.set_epoch(position.epoch)
+    run.sampler.set_epoch(position.epoch)
+    run.sampler.start = position.step_in_epoch * args.batch_size * args.accum_iter
+    loader = DataLoader(
+        job.dataset, batch_size=args.batch_size, sampler=run.sampler, num_workers=run.num_workers,
+        pin_memory=args.pin_mem and device.type == "cuda", drop_last=True, collate_fn=job.collate,
+        generator=run.loader_generator, persistent_workers=False,
+    )  # fmt: skip
     from tqdm.auto import tqdm
 
-    skipped = 0
-    loader_generator = torch.Generator()  # the DataLoader's own seeds: never touch the global RNG
-    finished = args.max_steps is not None and position.step >= args.max_steps
-    while position.epoch < args.epochs and not finished:
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(position.epoch)
-        sampler.set_epoch(position.epoch)
-        sampler.start = position.step_in_epoch * per_step
-        loader = DataLoader(
-            dataset, batch_size=args.batch_size, sampler=sampler, num_workers=num_workers,
-            pin_memory=args.pin_mem and device.type == "cuda", drop_last=True, collate_fn=job.collate,
-            generator=loader_generator, persistent_workers=False,
-        )  # fmt: skip
-        progress = tqdm(total=steps_per_epoch, initial=position.step_in_epoch, desc=f"epoch {position.epoch}",
-                        disable=not context.is_main)  # fmt: skip
-        train_model.train()
-        window_micro, window_images, window_start = 0, 0, time.perf_counter()
-        epoch_loss = torch.zeros((), dtype=torch.float64, device=device)  # for log.txt's train_loss
-        epoch_micro, epoch_steps, epoch_lr = 0, 0, 0.0
+    progress = tqdm(total=run.steps_per_epoch, initial=position.step_in_epoch, desc=f"epoch {position.epoch}",
+                    disable=not run.context.is_main)  # fmt: skip
+    run.train_model.train()
+    losses.new_epoch()
+    job.optimizer.zero_grad(set_to_none=True)
+    micro, finished = 0, False
+    for batch in loader:
+        batch = move(batch, job, device)
+        if batch is None:
+            run.skipped += args.batch_size
+            continue
+        run.skipped += args.batch_size - batch[0].shape[0]
+        if micro == 0:
+            lr = learning_rate(position.epoch + position.step_in_epoch / run.steps_per_epoch, args)
+            set_learning_rate(job.optimizer, lr)
+        micro += 1
+        last_micro = micro == args.accum_iter
+        sync = run.train_model.no_sync() if run.context.distributed and not last_micro else None
+        amp = (device.type, run.dtype)
+        loss = micro_step(run.train_model, job.compute_loss, batch, run.scaler, amp, args.accum_iter, sync)
+        losses.add(loss, batch[0].shape[0])
+        if not last_micro:
+            continue
         micro = 0
-        optimizer.zero_grad(set_to_none=True)
-        for batch in loader:
-            if batch is not None:
-                batch = (
-                    job.prepare(batch, device)
-                    if job.prepare
-                    else [t.to(device, non_blocking=True) for t in batch]
-                )
-            if batch is None:
-                skipped += args.batch_size
-                continue
-            skipped += args.batch_size - batch[0].shape[0]
-            last_micro = micro == args.accum_iter - 1
-            if micro == 0:
-                lr = learning_rate(position.epoch + position.step_in_epoch / steps_per_epoch, args)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * group.get("lr_scale", 1.0)
-            sync = (
-                train_model.no_sync() if context.distributed and not last_micro else contextlib.nullcontext()
-            )
-            with sync, torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss = job.compute_loss(train_model, *batch)
-                scaler.scale(loss / args.accum_iter).backward()
-            loss = loss.detach()
-            bad = (~torch.isfinite(loss)) & (first_bad[0] < 0)
-            first_bad.copy_(torch.where(bad, torch.stack([step_on_device, loss.double()]), first_bad))
-            window_loss += loss.double()
-            epoch_loss += loss.double()
-            epoch_micro += 1
-            window_micro += 1
-            window_images += batch[0].shape[0]
-            micro += 1
-            if not last_micro:
-                continue
-            micro = 0
-            if args.clip_grad is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            position.step += 1
-            position.step_in_epoch += 1
-            step_on_device += 1
-            epoch_lr, epoch_steps = epoch_lr + lr, epoch_steps + 1
-            progress.update(1)
-            last_step = args.max_steps is not None and position.step >= args.max_steps
-            if position.step % args.log_every == 0 or position.step_in_epoch == steps_per_epoch or last_step:
-                raise_if_non_finite()
-                seconds = time.perf_counter() - window_start
-                record = {
-                    "kind": "train", "step": position.step,
-                    "epoch": position.epoch + position.step_in_epoch / steps_per_epoch,
-                    "loss": distributed.mean_across_ranks(window_loss.item() / window_micro, context),
-                    "lr": lr, "images_per_s": window_images * context.world_size / seconds,
-                }  # fmt: skip
-                log.write(record)
-                progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}",
-                                     img_s=f"{record['images_per_s']:.0f}")  # fmt: skip
-                window_loss.zero_()
-                window_micro, window_images, window_start = 0, 0, time.perf_counter()
-            if position.step % args.save_every == 0:
-                save(LAST, position.epoch, position.step_in_epoch)
-            if last_step:
-                finished = True
-                break
-        progress.close()
-        if not finished or position.step_in_epoch == steps_per_epoch:
-            done = (
-                position.epoch
-            )  # epochs count from 0, as in the progress bar, the logs and checkpoint-N.pth
-            position.epoch, position.step_in_epoch = position.epoch + 1, 0
-            fields, images = job.end_of_epoch(done, position.step) if job.end_of_epoch else ({}, None)
-            record = {"kind": "epoch", "step": position.step, "epoch": done, "skipped_images": skipped}
-            log.write({**record, **fields}, images)
-            train_loss = distributed.mean_across_ranks(epoch_loss.item() / max(epoch_micro, 1), context)
-            official = job.official_fields(fields) if job.official_fields else {}
-            log.write_official({"train_lr": epoch_lr / max(epoch_steps, 1), "train_loss": train_loss,
-                                **official, "epoch": done})  # fmt: skip
-            if skipped:
-                print(f"warning: {skipped} unreadable images skipped so far", flush=True)
-            if position.epoch % args.save_epochs == 0 or position.epoch == args.epochs:
-                save(f"checkpoint-{done}.pth", position.epoch, 0)
-        save(LAST, position.epoch, position.step_in_epoch)
+        optimizer_step(job.model, job.optimizer, run.scaler, args.clip_grad)
+        position.step, position.step_in_epoch = position.step + 1, position.step_in_epoch + 1
+        losses.step += 1
+        progress.update(1)
+        finished = args.max_steps is not None and position.step >= args.max_steps
+        if position.step % args.log_every == 0 or position.step_in_epoch == run.steps_per_epoch or finished:
+            log_window(run, lr, progress)
+        if position.step % args.save_every == 0:
+            run.checkpointer.save(LAST, position.epoch, position.step_in_epoch)
+        if finished:
+            break
+    progress.close()
+    return finished
 
-    identical = distributed.replicas_identical(model, context)
-    if context.is_main:
-        log.write(
-            {"kind": "end", "step": position.step, "epoch": position.epoch, "replicas_identical": identical}
-        )
-        print(
-            f"done: {position.step} steps, {position.epoch} epochs; checkpoint {output_dir / LAST}",
-            flush=True,
-        )
-    if not identical:
-        raise RuntimeError("the ranks' parameters differ at the end of training")
-    return position
+
+def move(batch, job, device):
+    """The batch on the training device (or None if every image in it was unreadable)."""
+    if batch is None:
+        return None
+    if job.prepare:
+        return job.prepare(batch, device)
+    return [t.to(device, non_blocking=True) for t in batch]
+
+
+def log_window(run, lr, progress):
+    run.checkpointer.raise_if_non_finite()
+    loss, images, seconds = run.losses.read_window()
+    position = run.position
+    record = {
+        "kind": "train", "step": position.step, "epoch": position.epoch + position.step_in_epoch / run.steps_per_epoch,
+        "loss": distributed.mean_across_ranks(loss, run.context), "lr": lr,
+        "images_per_s": images * run.context.world_size / seconds,
+    }  # fmt: skip
+    run.log.write(record)
+    progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", img_s=f"{record['images_per_s']:.0f}")
+    run.losses.new_window()
+
+
+def end_epoch(run):
+    """After an epoch's last step: the job's evaluation, the logs, and checkpoint-<epoch>.pth when due."""
+    args, position, losses = run.args, run.position, run.losses
+    done = position.epoch  # epochs count from 0, as in the progress bar, the logs and checkpoint-N.pth
+    position.epoch, position.step_in_epoch = position.epoch + 1, 0
+    job = run.job
+    fields, images = job.end_of_epoch(done, position.step) if job.end_of_epoch else ({}, None)
+    record = {"kind": "epoch", "step": position.step, "epoch": done, "skipped_images": run.skipped}
+    run.log.write({**record, **fields}, images)
+    train_loss = distributed.mean_across_ranks(losses.read_epoch(), run.context)
+    official = job.official_fields(fields) if job.official_fields else {}
+    run.log.write_official(
+        {"train_lr": lr_of_epoch(done, run), "train_loss": train_loss, **official, "epoch": done}
+    )
+    if run.skipped:
+        print(f"warning: {run.skipped} unreadable images skipped so far", flush=True)
+    if position.epoch % args.save_epochs == 0 or position.epoch == args.epochs:
+        run.checkpointer.save(f"checkpoint-{done}.pth", position.epoch, 0)
+
+
+def lr_of_epoch(epoch, run):
+    """The mean learning rate of an epoch's steps (the official log.txt's train_lr)."""
+    steps = run.steps_per_epoch
+    return sum(learning_rate(epoch + i / steps, run.args) for i in range(steps)) / steps

@@ -51,8 +51,10 @@ def _posterize(img, bits_to_keep, **_):
     return ImageOps.posterize(img, bits_to_keep)
 
 
-for _name in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal"):
-    auto_augment.NAME_TO_OP[_name] = _posterize
+def _use_our_posterize():
+    """Point timm's RandAugment at `_posterize` (done when a fine-tuning transform is built, not at import)."""
+    for name in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal"):
+        auto_augment.NAME_TO_OP[name] = _posterize
 
 
 def get_args_parser():
@@ -140,6 +142,7 @@ def mixup_from_args(args):
 def train_transform(args, data):
     """timm's training augmentation, as the official recipe: random resized crop, flip (when the data allows),
     RandAugment, normalisation, then random erasing (with per-pixel noise by default, --remode pixel)."""
+    _use_our_posterize()
     return create_transform(
         args.input_size, is_training=True, scale=(data.min_scale, 1.0), hflip=data.hflip,
         color_jitter=args.color_jitter, auto_augment=None if args.aa == "none" else args.aa,

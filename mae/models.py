@@ -5,6 +5,8 @@
 probing and fine-tuning (the official `--model vit_base_patch16` of main_finetune.py).
 """
 
+import inspect
+
 import solutions
 
 from .impl import components
@@ -24,22 +26,26 @@ CONFIGS = {
     "mae_vit_mini_patch8": dict(img_size=64, patch_size=8, embed_dim=128, depth=4, num_heads=4,
                                 decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4),
 }  # fmt: skip
-ENCODER_KEYS = (
-    "img_size",
-    "patch_size",
-    "in_chans",
-    "embed_dim",
-    "depth",
-    "num_heads",
-    "mlp_ratio",
-    "layer_norm_eps",
-)
 CLASSIFIERS = [name.removeprefix("mae_") for name in CONFIGS]  # vit_base_patch16, ...
 
-_DEFAULTS = dict(
-    img_size=224, in_chans=3, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16,
-    mlp_ratio=4.0, layer_norm_eps=1e-6,
-)  # fmt: skip
+
+def constructor_defaults(cls=solutions.MAE):
+    """The keyword arguments a model class takes and their defaults, gathered from it and its bases.
+
+    Each level (Encoder, EncoderDecoder, MAE) takes its own arguments and passes the rest on, so
+    the defaults are written once, in the constructors; this reads them back.
+    """
+    defaults = {}
+    for klass in reversed(cls.__mro__):
+        init = vars(klass).get("__init__")
+        if init is not None and klass.__module__.startswith(("solutions", "exercises")):
+            for name, parameter in inspect.signature(init).parameters.items():
+                if parameter.default is not inspect.Parameter.empty:
+                    defaults[name] = parameter.default
+    return defaults
+
+
+ENCODER_KEYS = tuple(constructor_defaults(solutions.Encoder))  # img_size, patch_size, ..., drop_path_rate
 
 
 def create_model(name, *, reference=False, **overrides):
@@ -50,7 +56,7 @@ def create_model(name, *, reference=False, **overrides):
     if name not in CONFIGS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(CONFIGS)}")
     code = solutions if reference else components()
-    return code.MAE(**{**_DEFAULTS, **CONFIGS[name], **overrides})
+    return code.MAE(**{**CONFIGS[name], **overrides})
 
 
 def create_classifier(
@@ -59,7 +65,7 @@ def create_classifier(
     """The encoder of `mae_<name>` as a classifier, e.g. create_classifier("vit_base_patch16", drop_path_rate=0.1)."""
     if name not in CLASSIFIERS:
         raise ValueError(f"unknown classifier {name!r}; choose one of: {', '.join(CLASSIFIERS)}")
-    config = {k: v for k, v in {**_DEFAULTS, **CONFIGS["mae_" + name]}.items() if k in ENCODER_KEYS}
+    config = {k: v for k, v in CONFIGS["mae_" + name].items() if k in ENCODER_KEYS}
     code = solutions if reference else components()
     return code.VisionTransformer(
         num_classes=num_classes,

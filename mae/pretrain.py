@@ -10,26 +10,14 @@ resumes from it automatically: a killed run continues exactly where it stopped.
 """
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from . import distributed
 from .datasets import build_pretrain_dataset
-from .engine import (  # noqa: F401  (re-exported: the pieces pretraining is made of)
-    FUSED_ADAMW,
-    LAST,
-    Job,
-    Log,
-    ResumableSampler,
-    add_engine_args,
-    amp_dtype,
-    fit,
-    learning_rate,
-    rng_states,
-    seed_everything,
-    set_rng_states,
-)
+from .engine import FUSED_ADAMW, Job, add_engine_args, fit, seed_everything
 from .models import CONFIGS, create_model
 
 
@@ -52,6 +40,12 @@ def get_args_parser():
         help="image folder (uses train/ inside if present), or builtin[:digits]",
     )
     return p
+
+
+def pretraining_loss(train_model, imgs, noise, mask_ratio=0.75):
+    """The MAE loss of a batch with its per-sample mask noise (what the engine's compute_loss runs)."""
+    loss, _, _ = train_model(imgs, mask_ratio=mask_ratio, noise=noise)
+    return loss
 
 
 def param_groups(model, weight_decay):
@@ -135,10 +129,6 @@ def train(args, context):
         fused=FUSED_ADAMW.get(context.device.type, False) or None,
     )
 
-    def compute_loss(train_model, imgs, noise):
-        loss, _, _ = train_model(imgs, mask_ratio=args.mask_ratio, noise=noise)
-        return loss
-
     def end_of_epoch(epoch, step):
         return {}, reconstruction_grid(
             model, dataset, prepare=job_data.get("prepare")
@@ -147,7 +137,15 @@ def train(args, context):
     fit(
         args,
         context,
-        Job(model, optimizer, dataset, compute_loss, end_of_epoch, name="pretraining", **job_data),
+        Job(
+            model,
+            optimizer,
+            dataset,
+            partial(pretraining_loss, mask_ratio=args.mask_ratio),
+            end_of_epoch,
+            name="pretraining",
+            **job_data,
+        ),  # fmt: skip
     )
     return model
 

@@ -17,23 +17,15 @@ from .transformer import Block, init_weights
 class EncoderDecoder(Encoder):
     """The encoder of step 06 with a decoder attached (parameter names as in the official checkpoints)."""
 
-    def __init__(
-        self,
-        img_size=224,
-        patch_size=16,
-        in_chans=3,
-        embed_dim=1024,
-        depth=24,
-        num_heads=16,
-        decoder_embed_dim=512,
-        decoder_depth=8,
-        decoder_num_heads=16,
-        mlp_ratio=4.0,
-        layer_norm_eps=1e-6,
-    ):
-        super().__init__(
-            img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, layer_norm_eps
+    def __init__(self, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16, **encoder_kwargs):
+        super().__init__(**encoder_kwargs)  # img_size, patch_size, ... (see Encoder)
+        self.config.update(
+            decoder_embed_dim=decoder_embed_dim,
+            decoder_depth=decoder_depth,
+            decoder_num_heads=decoder_num_heads,
         )
+        embed_dim, mlp_ratio, eps = (self.config[k] for k in ("embed_dim", "mlp_ratio", "layer_norm_eps"))
+        patch_size, in_chans = self.patch_embed.patch_size, self.patch_embed.in_chans
         num_patches = self.patch_embed.num_patches
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
         self.decoder_pos_embed = nn.Parameter(
@@ -41,10 +33,10 @@ class EncoderDecoder(Encoder):
         )
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
         self.decoder_blocks = nn.ModuleList(
-            Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, layer_norm_eps=layer_norm_eps)
+            Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, layer_norm_eps=eps)
             for _ in range(decoder_depth)
         )
-        self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=layer_norm_eps)
+        self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=eps)
         self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size**2 * in_chans)
         self._init_decoder_weights()
 

@@ -213,7 +213,7 @@ def test_official_files_are_rebuilt_from_their_shapes(tmp_path):
         state = {k: torch.empty(shape, device="meta") for k, shape in keys.items()}
         config = infer_config(state)
         want = {
-            **mae.models._DEFAULTS,
+            **mae.models.constructor_defaults(),
             **mae.CONFIGS[name],
             "norm_pix_loss": False,
         }  # no model is built: fast

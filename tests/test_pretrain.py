@@ -17,7 +17,7 @@ from PIL import Image
 
 import mae
 import mae.device_decode
-from mae import pretrain
+from mae import engine, pretrain
 from mae.datasets import build_pretrain_dataset, collate_skipping_unreadable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_learning_rate_schedule():
     args = Namespace(lr=1.0, min_lr=0.1, warmup_epochs=2, epochs=10)
-    assert pretrain.learning_rate(0, args) == 0
-    assert pretrain.learning_rate(1, args) == pytest.approx(0.5)  # linear warm-up
-    assert pretrain.learning_rate(2, args) == pytest.approx(1.0)
-    assert pretrain.learning_rate(6, args) == pytest.approx(0.55)  # half-way down the cosine
-    assert pretrain.learning_rate(10, args) == pytest.approx(0.1)
+    assert engine.learning_rate(0, args) == 0
+    assert engine.learning_rate(1, args) == pytest.approx(0.5)  # linear warm-up
+    assert engine.learning_rate(2, args) == pytest.approx(1.0)
+    assert engine.learning_rate(6, args) == pytest.approx(0.55)  # half-way down the cosine
+    assert engine.learning_rate(10, args) == pytest.approx(0.1)
 
 
 def test_no_weight_decay_on_biases_norms_and_embeddings():
@@ -341,7 +341,7 @@ def test_each_logged_loss_is_the_mean_of_its_own_micro_batches(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     logged = [r["loss"] for r in records if r["kind"] == "train"]
     dataset = build_pretrain_dataset("builtin:digits", 32, model.patch_embed.num_patches, 1, args.seed)
-    sampler = pretrain.ResumableSampler(dataset, 1, 0, args.seed)
+    sampler = engine.ResumableSampler(dataset, 1, 0, args.seed)
     by_hand = []
     model.eval()  # no dropout in MAE pretraining: train and eval compute the same loss
     with torch.no_grad():
