@@ -57,7 +57,7 @@ bench: $(SETUP)
 notebooks: venv
 	$(PY) scripts/run_notebooks.py
 
-# Remake the small checkpoints shipped in checkpoints/ (see checkpoints/README.md); about 8 minutes on 2 cores.
+# Remake the small checkpoints shipped in checkpoints/ (see checkpoints/README.md); about 40 minutes on 2 cores.
 checkpoints: $(SETUP)
 	OMP_NUM_THREADS=2 $(PY) scripts/make_checkpoints.py
 

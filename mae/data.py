@@ -1,5 +1,7 @@
 """Images that installed packages ship, so that nothing is ever downloaded, and ImageNet normalisation."""
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -7,22 +9,59 @@ import torch.nn.functional as F
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Colour photographs bundled with scikit-image; the built-in pretraining data are crops of these.
+# Colour photographs bundled with scikit-image: the course's example images (notebooks 00-09 crop these).
 SAMPLE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
-# Bundled photographs that the built-in pretraining never sees: for honest reconstruction demos.
-HELD_OUT_IMAGES = ("stereo_motorcycle", "colorwheel")
+# The other photographs the installed packages ship (scikit-image, scikit-learn, matplotlib), the held-out ones
+# aside; grey ones are drawn as RGB. Clip art, logos and synthetic patterns are left out: they are not photographs.
+MORE_PHOTOS = ("flower", "retina", "camera", "moon", "coins", "clock", "page", "text", "grass", "gravel", "brick",
+               "cell", "microaneurysms")  # fmt: skip
+# The built-in pretraining data (`--data_path builtin`): crops of these 19 photographs.
+TRAINING_PHOTOS = SAMPLE_IMAGES + MORE_PHOTOS
+# Whole photographs that no pretraining ever sees, for honest reconstruction numbers, one from each package: an
+# indoor scene full of objects and colours, a temple among trees, a portrait.
+HELD_OUT_PHOTOS = ("stereo_motorcycle", "china", "grace_hopper")
+# sample_photo also names a synthetic image, used by no training: scikit-image's colour wheel.
+HELD_OUT_IMAGES = (*HELD_OUT_PHOTOS, "colorwheel")
+PHOTO_SOURCES = {
+    "china": "sklearn",
+    "flower": "sklearn",
+    "grace_hopper": "matplotlib",
+}  # others: skimage.data
+
+
+def _read_photo(name):
+    """The photograph as the package ships it: (H, W, 3) or (H, W) uint8."""
+    source = PHOTO_SOURCES.get(name, "skimage")
+    if source == "sklearn":  # sklearn.datasets.load_sample_image reads the same file, but imports slowly
+        import importlib.util
+
+        from PIL import Image
+
+        folder = (
+            Path(importlib.util.find_spec("sklearn").submodule_search_locations[0]) / "datasets" / "images"
+        )
+        with Image.open(folder / f"{name}.jpg") as image:
+            return np.array(image.convert("RGB"))
+    if source == "matplotlib":
+        import matplotlib
+        from PIL import Image
+
+        with Image.open(Path(matplotlib.get_data_path()) / "sample_data" / f"{name}.jpg") as image:
+            return np.array(image.convert("RGB"))
+    import skimage.data
+
+    image = getattr(skimage.data, name)()
+    image = image[0] if isinstance(image, tuple) else image  # stereo pairs: the left image
+    return np.array(image)  # a writable copy (torch.from_numpy warns about read-only arrays)
 
 
 def sample_photo(name="astronaut"):
-    """A bundled photograph as a (H, W, 3) uint8 array."""
-    import skimage.data
-
-    if name not in SAMPLE_IMAGES + HELD_OUT_IMAGES:
-        raise ValueError(
-            f"unknown sample image {name!r}; choose one of: {', '.join(SAMPLE_IMAGES + HELD_OUT_IMAGES)}"
-        )
-    image = getattr(skimage.data, name)()
-    return image[0] if isinstance(image, tuple) else image  # stereo pairs: the left image
+    """A bundled photograph as a (H, W, 3) uint8 array (grey photographs repeated over the 3 channels)."""
+    known = TRAINING_PHOTOS + HELD_OUT_IMAGES
+    if name not in known:
+        raise ValueError(f"unknown sample image {name!r}; choose one of: {', '.join(known)}")
+    image = _read_photo(name)
+    return np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
 
 
 def to_tensor(image, size=224):

@@ -6,7 +6,7 @@ same batches whatever the number of GPUs, workers or restarts, which is what mak
 killed run resume exactly and a 2-process run equal a 1-process one.
 
     --data_path /datasets/imagenet      uses /datasets/imagenet/train (or the folder itself)
-    --data_path builtin                 crops of scikit-image's bundled photographs (3 channels)
+    --data_path builtin                 crops of 19 photographs that installed packages ship (3 channels)
     --data_path builtin:digits          scikit-learn's 8x8 handwritten digits (1 channel)
 
 Classification (linear probing, fine-tuning) reads labelled images: `train/` and `val/`
@@ -23,16 +23,16 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from .data import IMAGENET_MEAN, IMAGENET_STD, SAMPLE_IMAGES, sample_photo
+from .data import IMAGENET_MEAN, IMAGENET_STD, TRAINING_PHOTOS, sample_photo
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif"}
 
 
-def pretrain_transform(input_size, in_chans=3):
+def pretrain_transform(input_size, in_chans=3, scale=(0.2, 1.0)):
     """The paper's augmentation: RandomResizedCrop(scale 0.2-1, bicubic), horizontal flip, normalisation."""
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if in_chans == 3 else ((0.5,) * in_chans, (0.5,) * in_chans)
     return v2.Compose([
-        v2.RandomResizedCrop(input_size, scale=(0.2, 1.0), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+        v2.RandomResizedCrop(input_size, scale=scale, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
         v2.RandomHorizontalFlip(),
         v2.ToImage(),
         v2.ToDtype(torch.float32, scale=True),
@@ -51,9 +51,9 @@ class MaskedImages(torch.utils.data.Dataset):
     A sample that cannot be read gives None (the collate function drops it, the trainer counts it).
     """
 
-    def __init__(self, images, input_size, num_patches, in_chans=3, seed=0):
+    def __init__(self, images, input_size, num_patches, in_chans=3, seed=0, scale=(0.2, 1.0)):
         self.images, self.num_patches, self.seed = images, num_patches, seed
-        self.transform = pretrain_transform(input_size, in_chans)
+        self.transform = pretrain_transform(input_size, in_chans, scale)
         self.mode = "RGB" if in_chans == 3 else "L"
         self.epoch = 0
 
@@ -108,14 +108,26 @@ class ImageFiles:
     def __getitem__(self, index):
         with Image.open(self.files[index]) as image:
             image.load()  # decode now, so a truncated file fails here
+            if image.mode.startswith("I;16") or image.mode == "I":
+                # 16-bit PNGs and TIFFs open as 0..65535 integers, which convert("RGB"/"L") clips at 255 (an
+                # almost white image): scale them to 8 bits first (65535 / 257 = 255).
+                values = np.asarray(image, dtype=np.float64) / 257
+                return Image.fromarray(np.clip(values.round(), 0, 255).astype(np.uint8))  # mode L
             return image.copy()
 
 
 class BundledPhotos:
-    """scikit-image's colour photographs, each repeated so an epoch has `length` samples (random crops)."""
+    """The photographs installed packages ship (data.TRAINING_PHOTOS), repeated so an epoch has `length` samples.
+
+    The photographs are 100-1,400 pixels wide; the paper's crops (20-100% of the area) would shrink them up to
+    20 times into 64x64 tiles of fine detail. Crops of 1-30% of the area (50 to 280 pixels wide on a 512-pixel
+    photograph) show objects and parts of them, as a 64x64 image usually does, and many more distinct crops.
+    """
+
+    crop_scale = (0.01, 0.3)
 
     def __init__(self, length=1024):
-        self.photos = [Image.fromarray(sample_photo(name)) for name in SAMPLE_IMAGES]
+        self.photos = [Image.fromarray(sample_photo(name)) for name in TRAINING_PHOTOS]
         self.length = length
 
     def __len__(self):
@@ -175,7 +187,8 @@ def build_pretrain_dataset(data_path, input_size, num_patches, in_chans=3, seed=
         )
     else:
         images = ImageFiles(data_path)
-    return MaskedImages(images, input_size, num_patches, in_chans, seed)
+    scale = getattr(images, "crop_scale", (0.2, 1.0))  # the paper's, except for the built-in photographs
+    return MaskedImages(images, input_size, num_patches, in_chans, seed, scale)
 
 
 # --------------------------------------------------------------------------- labelled data

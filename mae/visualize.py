@@ -162,18 +162,52 @@ def reconstruct(model, imgs, mask_ratio=0.75, noise=None):
 
 
 def show_reconstruction(model, imgs, mask_ratio=0.75, noise=None, rows=1):
-    """The official demo's figure, one row per image."""
+    """The official demo's figure, one row per image.
+
+    The "reconstruction" column is the model's output for every patch, the visible ones included, which the
+    loss never trained; the figure says so. In "reconstruction + visible" the visible patches are the input.
+    """
     loss, panels = reconstruct(model, imgs[:rows], mask_ratio, None if noise is None else noise[:rows])
     fig, axes = plt.subplots(rows, 4, figsize=(10, 2.7 * rows), squeeze=False)
+    titles = {"reconstruction": "reconstruction\n(visible patches: never trained)",
+              "reconstruction + visible": "reconstruction + visible\n(visible patches: the input)"}  # fmt: skip
     for row in range(rows):
         for ax, (title, images) in zip(axes[row], panels.items()):
-            _show(ax, images[row], title if row == 0 else None)
+            _show(ax, images[row], titles.get(title, title) if row == 0 else None)
     note = (
-        " (normalised-pixel targets: de-normalised with the true patch statistics)"
+        "\nnormalised-pixel targets: every patch drawn with its true mean and variance, taken from the original"
         if model.norm_pix_loss
         else ""
     )
     fig.suptitle(f"loss on masked patches {loss:.3f}{note}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def show_inpainting(images, fills, mask, scores=None, rows=None, patch_size=8):
+    """Original, masked, then each method's fill of the removed patches (visible pixels as given), one row per image.
+
+    images: (B, 3, H, W) in [0, 1]; fills: {method: (B, 3, H, W)} from mae.inpainting.compare; mask: (B, L),
+    1 = removed. Each filled panel is titled with its error on the removed pixels; `scores` (the errors over
+    the whole set) go in the figure's title.
+    """
+    from .inpainting import masked_mse, pixel_mask
+
+    rows = rows or images.shape[0]
+    removed = pixel_mask(mask[:rows], images.shape[-1], patch_size)  # (rows, H, W)
+    masked = torch.where(removed.unsqueeze(1), torch.full_like(images[:rows], 0.5), images[:rows])
+    columns = {"original": images, f"masked {mask[0].mean().item():.0%}": masked, **fills}
+    fig, axes = plt.subplots(rows, len(columns), figsize=(2.3 * len(columns), 2.5 * rows), squeeze=False)
+    for row in range(rows):
+        for ax, (name, shown) in zip(axes[row], columns.items()):
+            label = name if row == 0 else None
+            if name in fills:  # every filled panel: this image's error on its removed pixels
+                error = masked_mse(shown[row : row + 1], images[row : row + 1], removed[row : row + 1])
+                label = f"{name}\nMSE {error:.4f}" if row == 0 else f"MSE {error:.4f}"
+            _show(ax, shown[row], label)
+    if scores is not None:
+        fig.suptitle("error on the removed pixels (MSE, pixels in [0, 1]), over the whole set: "
+                     + ", ".join(f"{name} {mse:.4f}" for name, mse in scores.items()), fontsize=9)  # fmt: skip
     fig.tight_layout()
     return fig
 
