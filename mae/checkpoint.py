@@ -8,10 +8,12 @@ Loading never runs code from the file: `torch.load(..., weights_only=True)`.
 """
 
 import argparse
+import errno
 import math
 import os
 import pickle
 import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -244,6 +246,29 @@ def load_weights(model, state, source="the weights"):
     return model
 
 
+def non_finite_tensors(state):
+    """Lines like 'head.weight (3 NaN, 1 Inf of 1920)' for the floating-point tensors that hold NaN or Inf."""
+    found = []
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not value.is_meta:
+            nan, inf = int(value.isnan().sum()), int(value.isinf().sum())
+            if nan or inf:
+                found.append(f"{key} ({nan} NaN, {inf} Inf of {value.numel()})")
+    return found
+
+
+def check_finite(state, source):
+    """Raise CheckpointError naming every tensor of `state` with NaN or Inf: such weights evaluate to NaN
+    (an accuracy that means nothing) and train to NaN, so they are refused when loaded, not found later."""
+    bad = non_finite_tensors(state)
+    if bad:
+        shown = ", ".join(bad[:8]) + (f", ... ({len(bad) - 8} more)" if len(bad) > 8 else "")
+        raise CheckpointError(
+            f"{source} holds non-finite weights (NaN or Inf) in {len(bad)} tensors: {shown}. It was probably "
+            f"saved after training diverged: use an earlier checkpoint."
+        )
+
+
 def load_checkpoint(
     model, path, *, encoder_only=False, strict=True, resize_pos_embed=False, map_location="cpu"
 ):
@@ -278,25 +303,97 @@ def _resize_pos_embeds(model, model_state, state):
     return state
 
 
+def temporary_path(path):
+    """Where atomic_save writes `path` before renaming it: hidden, beside it, named by the writing process."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
 def atomic_save(obj, path):
-    """torch.save to a temporary file beside `path`, then rename: a crash never leaves half a file."""
+    """torch.save to a temporary file beside `path`, then rename: a crash never leaves half a file.
+
+    A failed write (a full disk, say) raises an OSError that names the file, says whether the disk is
+    full, and that the previous file at `path`, if any, is untouched; the temporary file is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(path)
     try:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except Exception as error:
+        failure = _write_failure(error, path, tmp)
+        if failure is None:
+            raise
+        raise failure from error
     finally:
         tmp.unlink(missing_ok=True)
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
-        fd = os.open(path.parent, os.O_DIRECTORY)
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder):
+    if hasattr(os, "O_DIRECTORY"):  # make a rename durable
+        fd = os.open(folder, os.O_DIRECTORY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+# torch's zip writer reports a short write as "[enforce fail at inline_container.cc:...] unexpected pos",
+# which hides the errno: a nearly empty file system is then the telling sign.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_WRITER_FAILURES = ("unexpected pos", "file write failed", "PytorchStreamWriter failed")
+
+
+def _write_failure(error, path, tmp):
+    """An OSError that explains a failed checkpoint write, or None for errors that are not about writing."""
+    chain, cause = [], error
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    codes = {e.errno for e in chain if isinstance(e, OSError)}
+    writer = any(any(text in str(e) for text in _WRITER_FAILURES) for e in chain)
+    if not codes and not writer:
+        return None  # an object that cannot be pickled, say: not a disk problem
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    full = bool(codes & set(_NO_SPACE)) or (free is not None and free < 64 * 2**20)
+    previous = f"The previous {path.name} is intact." if path.exists() else f"No earlier {path.name} existed."
+    what = "the disk is full" if full else f"writing failed ({chain[-1]})"
+    space = f" ({free / 2**20:.0f} MiB free on {path.parent})" if free is not None else ""
+    return OSError(
+        errno.ENOSPC if full else (min(codes) if codes else errno.EIO),
+        f"could not save {path}: {what}{space}. {previous} Free some space (or choose another "
+        f"--output_dir) and run the same command again: it resumes from the last checkpoint.",
+    )
+
+
+def link_or_copy(source, target):
+    """Make `target` hold what `source` holds, atomically: a hard link (no second write of the same bytes)
+    where the file system has them, else a copy. Later atomic replacements of `source` leave `target` alone."""
+    source, target = Path(source), Path(target)
+    tmp = temporary_path(target)
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except Exception as error:
+        failure = _write_failure(error, target, tmp)
+        if failure is None:
+            raise
+        raise failure from error
+    finally:
+        tmp.unlink(missing_ok=True)
+    _sync_folder(target.parent)
 
 
 def save_checkpoint(path, model, **extra):
@@ -354,6 +451,7 @@ def model_from_checkpoint(path, map_location="cpu"):
     """
     checkpoint = read_checkpoint(path, map_location)
     state = state_dict_from(checkpoint, path)
+    check_finite(state, f"checkpoint {path}")
     config = checkpoint.get("model_config") if isinstance(checkpoint, dict) else None
     if config is None:
         if not any(k.startswith("decoder_") for k in state):

@@ -7,7 +7,6 @@ official fine-tuned checkpoints.
 """
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from .checkpoint import (
     DECODER_PREFIXES,
     CheckpointError,
     atomic_save,
+    check_finite,
     describe_mismatch,
     fit_patch_embed,
     read_checkpoint,
@@ -26,7 +26,7 @@ from .checkpoint import (
     state_dict_from,
 )
 from .datasets import LabelledImages, collate_skipping_unreadable, eval_transform, load_labelled
-from .engine import Job, add_engine_args, fit, seed_everything
+from .engine import Job, add_engine_args, fit, read_json_lines, seed_everything
 from .models import CLASSIFIERS
 
 
@@ -91,6 +91,7 @@ def load_pretrained_encoder(model, path):
     The decoder, and any head, are dropped; the head stays as initialised."""
     state = state_dict_from(read_checkpoint(path), path)
     state = {k: v for k, v in state.items() if not k.startswith((*DECODER_PREFIXES, "head.", "fc_norm."))}
+    check_finite(state, f"--finetune {path}")
     if getattr(model, "global_pool", False):
         state = {k: v for k, v in state.items() if not k.startswith("norm.")}  # fc_norm replaces it
     wanted = model.state_dict()
@@ -107,6 +108,7 @@ def load_pretrained_encoder(model, path):
 def load_classifier(model, path):
     """Load a whole classifier checkpoint (this project's or an official fine-tuned one), strictly."""
     state = fit_patch_embed(model.state_dict(), state_dict_from(read_checkpoint(path), path))
+    check_finite(state, f"checkpoint {path}")
     problems = describe_mismatch(model.state_dict(), state)
     if problems:
         raise CheckpointError(f"{path} does not fit this classifier:\n  - " + "\n  - ".join(problems))
@@ -137,10 +139,7 @@ def report(stats, count):
 
 def best_logged_accuracy(output_dir):
     """The best test_acc1 in a resumed run's log.txt (only epochs before the resume point remain in it)."""
-    path = Path(output_dir) / "log.txt"
-    lines = (
-        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    )
+    lines = read_json_lines(Path(output_dir) / "log.txt")  # a torn last line (a kill mid-write) is left out
     return max((line["test_acc1"] for line in lines if "test_acc1" in line), default=-math.inf)
 
 
@@ -178,6 +177,20 @@ def evaluate(model, dataset, args, context, dtype=None):
 # --------------------------------------------------------------------------- the run
 
 
+def check_classes(args, data):
+    """--nb_classes must cover every label of the data (a label past the head fails mid-training: an
+    IndexError on CPUs, a device-side assert on GPUs); more classes than the data has is fine (ImageNet's
+    1000-way head on a subset)."""
+    labels = max(max(data.train_labels, default=-1), max(data.val_labels, default=-1)) + 1
+    needed = max(labels, data.num_classes)
+    if args.nb_classes < needed:
+        raise ValueError(
+            f"--nb_classes {args.nb_classes} is smaller than the {needed} classes of --data_path "
+            f"{args.data_path} (labels 0 to {needed - 1}): pass --nb_classes {needed} or more, or leave it out "
+            f"to take the data's"
+        )
+
+
 def run(args, name, build):
     """Set up processes and data, let `build(args, context, data)` make (model, optimizer, train transform,
     compute_loss), then evaluate (--eval) or train, evaluating after every epoch."""
@@ -194,6 +207,7 @@ def run(args, name, build):
                 data.num_classes,
                 "the classes in --data_path (the official default is 1000)",
             )
+        check_classes(args, data)
         if context.is_main:
             print(f"{name}: {args.nb_classes} classes ({origin}), {len(data.train_labels)} training and "
                   f"{len(data.val_labels)} validation images", flush=True)  # fmt: skip

@@ -9,20 +9,33 @@ for all three:
   parameter group by its "lr_scale" (layer-wise decay in fine-tuning);
 - `checkpoint-last.pth` written atomically every --save_every steps and every epoch,
   with the optimizer, scaler, position and every rank's RNG states, so that a killed run
-  started again with the same command continues exactly where it stopped;
+  started again with the same command continues exactly where it stopped; the folder's own
+  checkpoint-last.pth wins over --resume, which only names where a new run starts;
+- SIGTERM, SIGUSR1 and SIGUSR2 (what SLURM and submitit send before a preemption or the time
+  limit) finish the step in progress, save, and end the run with the signal's exit code;
+- output_dir is locked while a run uses it, and a run whose result-changing arguments differ
+  from those of the folder's checkpoint is refused (--allow_changed_args to go on anyway);
 - no host synchronisation per step: the loss is summed on the device and read every
   --log_every steps; a non-finite loss is caught there (and before every checkpoint), named
   by its step, and the last good checkpoint is never overwritten;
+- a batch without a readable image still takes its micro-step (with a weight of zero), so
+  every rank takes every step; a figure or a log line that fails is a warning, not a stop;
 - rank 0 alone writes JSON lines and TensorBoard logs.
 """
 
+import argparse
 import contextlib
 import json
 import math
 import os
 import random
+import signal
+import socket
+import sys
+import threading
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,34 +44,82 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed
-from .checkpoint import read_checkpoint, save_checkpoint, state_dict_from
+from .checkpoint import (
+    CheckpointError,
+    check_finite,
+    link_or_copy,
+    load_weights,
+    read_checkpoint,
+    save_checkpoint,
+    state_dict_from,
+)
 from .datasets import collate_skipping_unreadable
 
 LAST = "checkpoint-last.pth"
+LOCK = ".lock"
 # torch's fused AdamW kernel, per device type (docs/performance.md: it pays on CPUs too).
 FUSED_ADAMW = {"cuda": True, "cpu": True}
+# What schedulers send before stopping a job: SIGTERM (SLURM's preemption and time limit, scancel,
+# torchrun passing a stop on), SIGUSR1 (sbatch --signal's default) and SIGUSR2 (submitit's --signal
+# since 1.5; older versions, and SUBMITIT_PREEMPT_SIGNAL, may name another).
+STOP_SIGNALS = tuple(
+    dict.fromkeys(
+        [signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2]
+        + [getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), signal.SIGUSR2)]
+    )
+)
+# Arguments that do not change what a run computes: they may differ when a run in output_dir is continued.
+# Every other argument (model, data, batch, schedule, seed, loss, ...) must match the checkpoint's.
+RESULT_NEUTRAL_ARGS = {
+    "output_dir", "log_dir", "resume", "start_epoch", "max_steps", "save_every", "save_epochs", "log_every",
+    "num_workers", "pin_mem", "device", "compile", "world_size", "local_rank", "dist_on_itp", "dist_url",
+    "dist_eval", "eval", "save_best", "allow_changed_args", "preset", "effective_batch",
+}  # fmt: skip
+
+
+def positive_int(text):
+    """argparse type: an integer of at least 1 (a 0 here divides by zero, or trains nothing, much later)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def non_negative_float(text):
+    value = float(text)
+    if not value >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def add_engine_args(p, *, epochs, warmup_epochs, batch_size, blr, weight_decay):
     """The flags every job shares, with the official names, meanings and each job's defaults."""
     p.add_argument(
-        "--batch_size", type=int, default=batch_size, help="images per GPU (process) per micro-step"
+        "--batch_size", type=positive_int, default=batch_size, help="images per GPU (process) per micro-step"
     )
-    p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--accum_iter", type=int, default=1, help="micro-steps per optimizer step")
-    p.add_argument("--input_size", type=int, default=224)
-    p.add_argument("--weight_decay", type=float, default=weight_decay)
-    p.add_argument("--lr", type=float, default=None, help="absolute learning rate (overrides --blr)")
-    p.add_argument("--blr", type=float, default=blr, help="base lr: lr = blr * effective batch size / 256")
-    p.add_argument("--min_lr", type=float, default=0.0)
-    p.add_argument("--warmup_epochs", type=float, default=warmup_epochs)
+    p.add_argument("--epochs", type=positive_int, default=epochs)
+    p.add_argument("--accum_iter", type=positive_int, default=1, help="micro-steps per optimizer step")
+    p.add_argument("--input_size", type=positive_int, default=224)
+    p.add_argument("--weight_decay", type=non_negative_float, default=weight_decay)
+    p.add_argument(
+        "--lr", type=non_negative_float, default=None, help="absolute learning rate (overrides --blr)"
+    )
+    p.add_argument("--blr", type=non_negative_float, default=blr, help="base lr: lr = blr * effective batch size / 256")  # fmt: skip
+    p.add_argument("--min_lr", type=non_negative_float, default=0.0)
+    p.add_argument("--warmup_epochs", type=non_negative_float, default=warmup_epochs)
     p.add_argument("--output_dir", default="./output_dir")
     p.add_argument("--log_dir", default=None, help="TensorBoard folder (default: output_dir)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", default="", help="checkpoint to start from (default: output_dir/checkpoint-last.pth if any)")  # fmt: skip
-    p.add_argument("--start_epoch", type=int, default=0)
-    p.add_argument("--num_workers", type=int, default=None,
+    p.add_argument("--start_epoch", type=non_negative_int, default=0)
+    p.add_argument("--num_workers", type=non_negative_int, default=None,
                    help="data-loading processes per GPU (default: this machine's cores per process, minus one, at most 10)")  # fmt: skip
     p.add_argument(
         "--pin_mem", action="store_true", default=True, help="pinned host memory for GPU transfers (default)"
@@ -72,16 +133,35 @@ def add_engine_args(p, *, epochs, warmup_epochs, batch_size, blr, weight_decay):
     p.add_argument("--dist_url", default="env://", help=official)
     p.add_argument("--amp", choices=("bf16", "fp16", "none"), default=None,
                    help="mixed precision (default: bf16 on GPUs that support it, else none)")  # fmt: skip
-    p.add_argument("--clip_grad", type=float, default=None)
-    p.add_argument("--save_every", type=int, default=1000, help="optimizer steps between checkpoints")
-    p.add_argument(
-        "--save_epochs", type=int, default=20, help="keep checkpoint-<epoch>.pth every this many epochs"
-    )
-    p.add_argument("--max_steps", type=int, default=None, help="stop after this many optimizer steps in all")
-    p.add_argument(
-        "--log_every", type=int, default=10, help="optimizer steps between log lines (and host syncs)"
-    )
+    p.add_argument("--clip_grad", type=non_negative_float, default=None)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    return add_run_args(p)
+
+
+def add_run_args(p):
+    """The flags about the run itself: where it starts, when it saves, logs and stops."""
+    p.add_argument("--resume", default="",
+                   help="checkpoint a new run starts from; a run that already has output_dir/checkpoint-last.pth "
+                        "continues from that, its newest state")  # fmt: skip
+    p.add_argument("--allow_changed_args", action="store_true",
+                   help="continue the run in output_dir even though arguments that change the result (--epochs, "
+                        "--blr, ...) differ from those in its checkpoint")  # fmt: skip
+    p.add_argument(
+        "--save_every", type=positive_int, default=1000, help="optimizer steps between checkpoints"
+    )
+    p.add_argument(
+        "--save_epochs",
+        type=positive_int,
+        default=20,
+        help="keep checkpoint-<epoch>.pth every this many epochs",
+    )
+    p.add_argument(
+        "--max_steps", type=positive_int, default=None, help="stop after this many optimizer steps in all"
+    )
+    p.add_argument(
+        "--log_every", type=positive_int, default=10,
+        help="optimizer steps between log lines (and host syncs; multi-process runs also agree on stopping there)",
+    )  # fmt: skip
     return p
 
 
@@ -126,9 +206,15 @@ class ResumableSampler(DistributedSampler):
 
 
 def amp_dtype(args, device):
+    """The autocast dtype (None for float32). bf16 and fp16 also run on CPUs, which is how CI tests the
+    autocast and GradScaler code, but more slowly than float32 there: said once."""
     choice = args.amp or ("bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "none")
     if choice != "none" and device.type != "cuda":
-        raise ValueError(f"--amp {choice} needs a GPU; use --amp none on {device.type}")
+        warnings.warn(
+            f"--amp {choice} on {device.type}: it runs, but usually more slowly than float32 there; it is "
+            f"meant for GPUs (--amp none for the fastest {device.type} run)",
+            stacklevel=2,
+        )
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[choice]
 
 
@@ -166,7 +252,8 @@ def set_rng_states(states, device=None):
 class Log:
     """Rank 0's outputs: JSON lines (log.jsonl: every log step and epoch), the official log.txt (one JSON
     object per epoch: train_loss, train_lr, epoch, and the job's test_* fields), TensorBoard scalars and
-    images. Other ranks write nothing."""
+    images. Other ranks write nothing. A write that fails (a full disk, a TensorBoard error) is a warning:
+    logs never stop training, and resuming never depends on them."""
 
     def __init__(self, args, context, position):
         self.enabled = context.is_main
@@ -182,8 +269,12 @@ class Log:
         self.writer = SummaryWriter(args.log_dir or args.output_dir)
 
     def write(self, record, images=None):
-        if not self.enabled:
-            return
+        if self.enabled:
+            _never_fatal(
+                self._write, record, images, what=f"the {record['kind']} log line of step {record['step']}"
+            )
+
+    def _write(self, record, images):
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         for key, value in record.items():
@@ -195,14 +286,51 @@ class Log:
 
     def write_official(self, record):
         if self.enabled:
-            with self.official.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            _never_fatal(
+                _append_line, self.official, record, what=f"log.txt's line of epoch {record['epoch']}"
+            )
+
+
+def _append_line(path, record):
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _never_fatal(function, *args, what):
+    try:
+        function(*args)
+    except Exception as error:  # noqa: BLE001 - a log is worth less than the training it describes
+        warnings.warn(
+            f"could not write {what} ({type(error).__name__}: {error}); training goes on", stacklevel=3
+        )
+
+
+def read_json_lines(path):
+    """The JSON objects of a log, one a line; a line that does not parse (torn by a kill or a full disk
+    in the middle of a write) is left out with a warning."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records, torn = [], 0
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            torn += 1
+    if torn:
+        warnings.warn(f"left out {torn} unreadable line(s) of {path} (a write was interrupted)", stacklevel=2)
+    return [r for r in records if isinstance(r, dict)]
 
 
 def _keep_lines(path, keep):
+    """Rewrite a log with the lines `keep` accepts, atomically: a kill during the rewrite loses nothing."""
     if path.exists():
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        path.write_text("".join(json.dumps(line) + "\n" for line in lines if keep(line)))
+        lines = "".join(json.dumps(line) + "\n" for line in read_json_lines(path) if keep(line))
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(lines)
+        os.replace(tmp, path)
 
 
 @dataclass
@@ -215,17 +343,20 @@ class Position:
 
 
 def resume(args, model, optimizer, scaler, context):
-    """Restore an explicit --resume, else output_dir's checkpoint-last.pth; returns (Position, path or "")."""
+    """Restore the run's own newest state, output_dir/checkpoint-last.pth, else the checkpoint --resume names
+    (where a new run starts); returns (Position, path or ""). A rerun or a requeue of a command that contains
+    --resume thus continues from where it stopped instead of redoing the work since that file."""
     last = Path(args.output_dir) / LAST
-    path = args.resume or (str(last) if last.exists() else "")
+    own = last.exists()
+    path = str(last) if own else args.resume
     if not path:
         return Position(epoch=args.start_epoch), ""
+    if own and args.resume and Path(args.resume).resolve() != last.resolve() and context.is_main:
+        print(f"note: {last} exists, so this run continues from it (its newest state); --resume "
+              f"{args.resume} names where a new run starts", flush=True)  # fmt: skip
     checkpoint = read_checkpoint(path, map_location="cpu")
-    model.load_state_dict(state_dict_from(checkpoint, path))
-    if "optimizer" in checkpoint:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-    if checkpoint.get("scaler"):
-        scaler.load_state_dict(checkpoint["scaler"])
+    check_arguments(args, checkpoint, path, own, context)
+    load_training_state(checkpoint, path, model, optimizer, scaler)
     if "step" in checkpoint:  # this project's checkpoints: the exact position
         rngs = checkpoint["rng"]
         set_rng_states(rngs[context.rank] if context.rank < len(rngs) else rngs[0], context.device)
@@ -233,8 +364,202 @@ def resume(args, model, optimizer, scaler, context):
     return Position(epoch=checkpoint.get("epoch", -1) + 1), path  # official files saved finished epochs
 
 
+def load_training_state(checkpoint, path, model, optimizer, scaler):
+    """Weights (finite, and explained when they do not fit), optimizer and scaler from a checkpoint."""
+    state = state_dict_from(checkpoint, path)
+    check_finite(state, f"checkpoint {path}")
+    try:
+        load_weights(model, state, source=f"the weights in {path}")
+    except CheckpointError as error:
+        raise CheckpointError(
+            f"{error}\n--resume (and output_dir's checkpoint-last.pth) continues a run of this job with this "
+            f"--model; to start from another model's weights use --finetune (probing, fine-tuning), or give "
+            f"the run another --output_dir."
+        ) from None
+    if "optimizer" in checkpoint:
+        try:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        except (ValueError, KeyError) as error:
+            raise CheckpointError(
+                f"the optimizer state in {path} does not fit this job's optimizer ({error}): was it saved by "
+                f"another job (pretraining, linear probing, fine-tuning)?"
+            ) from None
+    if checkpoint.get("scaler"):
+        scaler.load_state_dict(checkpoint["scaler"])
+
+
+def changed_arguments(args, saved):
+    """'--name: old -> new' for each argument that changes the result and differs from the saved ones."""
+    saved = vars(saved) if isinstance(saved, argparse.Namespace) else dict(saved or {})
+    now = checkpoint_args(args)
+    keys = sorted(k for k in now if k in saved and k not in RESULT_NEUTRAL_ARGS and saved[k] != now[k])
+    return [f"--{k}: {saved[k]!r} in the checkpoint, {now[k]!r} now" for k in keys]
+
+
+def check_arguments(args, checkpoint, path, own, context):
+    """Refuse to continue output_dir's run with arguments that would change its result (a new run pointed at
+    a used folder); for an explicit --resume of another file, only say what differs."""
+    changes = changed_arguments(args, checkpoint.get("args") if isinstance(checkpoint, dict) else None)
+    if not changes:
+        return
+    listed = "\n  - " + "\n  - ".join(changes)
+    if own and not args.allow_changed_args:
+        raise ValueError(
+            f"{args.output_dir} holds a run with other arguments ({path}):{listed}\nUse another --output_dir "
+            f"for a new run, or pass --allow_changed_args to continue this one with the new values (a "
+            f"deliberate change of --epochs, say)."
+        )
+    if context.is_main:
+        print(f"note: continuing from {path} with arguments that differ from its own:{listed}", flush=True)
+
+
 def checkpoint_args(args):
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+
+
+# --------------------------------------------------------------------------- the folder, and stopping early
+
+
+class FolderLock:
+    """An exclusive flock on output_dir/.lock, held by rank 0 for the whole run and removed at its end. The
+    kernel releases the lock when the process ends, however it ends (kill -9 included), so a dead run never
+    blocks the next; the file's text (pid, host, start time) only serves the message of a run that finds the
+    folder in use."""
+
+    def __init__(self, folder):
+        self.path, self.file = Path(folder) / LOCK, None
+
+    def acquire(self):
+        """None when held, else the reason it could not be taken."""
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while self.file is None:
+            file = self.path.open("a+")
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                file.seek(0)
+                holder = file.read().strip() or "another process"
+                file.close()
+                return (
+                    f"{self.path.parent} is in use by another run ({holder}): two runs in one folder overwrite "
+                    f"each other's checkpoint and log. Wait for it to end, or give this run another --output_dir."
+                )
+            except OSError as error:  # a file system without locks (some network mounts): go on, warned
+                file.close()
+                warnings.warn(f"cannot lock {self.path} ({error}): make sure that one run at a time uses "
+                              f"{self.path.parent}", stacklevel=2)  # fmt: skip
+                return None
+            if _same_file(self.path, file):
+                self.file = file
+            else:  # a run that ended removed the file between our open and our lock: lock the new one
+                file.close()
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")  # fmt: skip
+        self.file.flush()
+        return None
+
+    def release(self):
+        if self.file is not None:
+            self.path.unlink(
+                missing_ok=True
+            )  # before unlocking: whoever opened it meanwhile will see it gone
+            self.file.close()  # closing the file drops the lock
+            self.file = None
+
+
+def _same_file(path, file):
+    try:
+        return os.stat(path).st_ino == os.fstat(file.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def lock_output_dir(args, context):
+    """Rank 0 locks output_dir; every rank raises together if it is in use (or the others would wait forever)."""
+    lock = FolderLock(args.output_dir)
+    problem = [lock.acquire() if context.is_main else None]
+    if context.distributed:
+        torch.distributed.broadcast_object_list(problem, src=0)
+    if problem[0]:
+        raise RuntimeError(problem[0])
+    if context.is_main:
+        remove_stale_temporaries(args.output_dir)
+    return lock
+
+
+def remove_stale_temporaries(folder):
+    """Delete the hidden .<name>.tmp-<pid> files that a save killed half-way left (full-size checkpoints).
+    Only the run holding the folder's lock calls this, so no other process is writing them."""
+    stale = [p for p in Path(folder).glob(".*.tmp-*") if p.is_file() and not p.is_symlink()]
+    size = 0
+    for path in stale:
+        size += path.stat().st_size
+        path.unlink(missing_ok=True)
+    if stale:
+        print(f"removed {len(stale)} temporary file(s) ({size / 2**20:.1f} MiB) left in {folder} by an "
+              f"interrupted save", flush=True)  # fmt: skip
+
+
+class StopSignals:
+    """While training, STOP_SIGNALS only note that a stop was asked for (the loop then finishes its step,
+    saves and raises Preempted); on leaving, the previous handlers come back (submitit's, for instance)."""
+
+    def __init__(self):
+        self.received, self.previous = [], {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+            for signum in STOP_SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._note)
+        return self
+
+    def _note(self, signum, frame):
+        self.received.append(signum)
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        return False
+
+
+class Preempted(Exception):
+    """A stop signal ended training after a step, and checkpoint-last.pth holds that step.
+
+    `exit_code` is 128 + the signal's number (143 for SIGTERM), what a shell reports for a process that the
+    signal killed, chosen because every requeue path reads it as "stopped, not finished": SLURM requeues a
+    preempted job itself (PreemptMode=REQUEUE) or when the job's hook calls `scontrol requeue` (submitit's,
+    which mae.submit.Trainer passes the signal on to), whatever the code, but sites' RequeueExit lists,
+    retry loops in job scripts and torchrun's --max_restarts all restart only a non-zero exit; 0 would
+    mark the job COMPLETED and end it with its work undone.
+    """
+
+    def __init__(self, signals, step, path):
+        self.signals = list(signals) or [signal.SIGTERM]
+        self.exit_code = 128 + int(self.signals[0])
+        name = signal.Signals(self.signals[0]).name
+        super().__init__(
+            f"{name} received: stopped after step {step} and saved {path}; the same command resumes from it"
+        )
+
+
+@contextlib.contextmanager
+def exit_for_requeue():
+    """For command-line entry points: a Preempted run exits with its exit code, without a traceback."""
+    try:
+        yield
+    except Preempted as stop:
+        print(f"{stop} (exit code {stop.exit_code})", file=sys.stderr, flush=True)
+        sys.exit(stop.exit_code)
+
+
+def _ignore_stop_signals(worker_id):
+    """DataLoader workers: SLURM signals every process of a job; only the training process decides to stop,
+    and a worker killed by the signal would fail the batch it was loading."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -260,11 +585,13 @@ class Job:
 # --------------------------------------------------------------------------- one optimizer step
 
 
-def micro_step(train_model, compute_loss, batch, scaler, amp, accum_iter, sync=None):
+def micro_step(train_model, compute_loss, batch, scaler, amp, accum_iter, sync=None, weight=1):
     """Forward and backward of one micro-batch, its gradients added to the accumulated ones; returns the loss.
 
     amp is (device type, autocast dtype or None). `sync` is DDP's no_sync() on all but the last
     micro-batch of an accumulation: gradients are averaged across ranks once per optimizer step.
+    weight=0 (a stand-in for a batch without readable images) adds zero gradients, but still takes part
+    in DDP's all-reduce.
     """
     device_type, dtype = amp
     with (
@@ -272,7 +599,8 @@ def micro_step(train_model, compute_loss, batch, scaler, amp, accum_iter, sync=N
         torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None),
     ):
         loss = compute_loss(train_model, *batch)
-        scaler.scale(loss / accum_iter).backward()
+        scaled = loss / accum_iter
+        scaler.scale(scaled if weight == 1 else scaled * weight).backward()
     return loss.detach()
 
 
@@ -318,17 +646,21 @@ class Losses:
         self.window_micro, self.window_images, self.window_start = 0, 0, time.perf_counter()
 
     def add(self, loss, images):
+        """Note a micro-batch's loss; a stand-in's (images=0) is checked for NaN but not counted."""
         bad = (~torch.isfinite(loss)) & (self.first_bad[0] < 0)
         self.first_bad.copy_(torch.where(bad, torch.stack([self.step, loss.double()]), self.first_bad))
+        if not images:
+            return
         self.window += loss.double()
         self.epoch += loss.double()
         self.window_micro, self.epoch_micro = self.window_micro + 1, self.epoch_micro + 1
         self.window_images += images
 
     def read_window(self):
-        """(mean loss of the window, images in it, seconds it took): one host sync."""
+        """(mean loss of the window (NaN if no image in it was readable), images in it, seconds): one host sync."""
+        total = self.window.item()
         return (
-            self.window.item() / self.window_micro,
+            total / self.window_micro if self.window_micro else math.nan,
             self.window_images,
             time.perf_counter() - self.window_start,
         )
@@ -338,13 +670,16 @@ class Losses:
 
 
 class Checkpointer:
-    """checkpoint-*.pth in output_dir, written atomically by rank 0 with every rank's RNG states, and
-    never after a non-finite loss: the last good checkpoint stays as it was."""
+    """checkpoint-last.pth in output_dir, written atomically by rank 0 with every rank's RNG states, never twice
+    for the same position, and never after a non-finite loss: the last good checkpoint stays as it was."""
 
     def __init__(self, args, context, model, optimizer, scaler, losses, position):
         self.args, self.context, self.position, self.losses = args, context, position, losses
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
         self.folder = Path(args.output_dir)
+        self.saved_at = (
+            None  # (step, epoch, step in epoch) that checkpoint-last.pth holds, if this run wrote it
+        )
 
     def raise_if_non_finite(self):
         bad = self.losses.first_bad.clone()
@@ -352,12 +687,21 @@ class Checkpointer:
             torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
         step, value = bad.tolist()  # one host sync
         if step >= 0:
+            last = self.folder / LAST
+            kept = (
+                f"The last good checkpoint, {last}, is untouched."
+                if last.exists()
+                else f"No checkpoint was written before it ({last} does not exist)."
+            )
             raise FloatingPointError(
-                f"loss is {value} at step {int(step)} (epoch {self.position.epoch}); stopping. The last good "
-                f"checkpoint, {self.folder / LAST}, is untouched."
+                f"loss is {value} at step {int(step)} (epoch {self.position.epoch}); stopping. {kept}"
             )
 
-    def save(self, name, epoch, step_in_epoch):
+    def save(self, epoch, step_in_epoch):
+        """checkpoint-last.pth at (epoch, step_in_epoch), unless it already holds exactly that."""
+        at = (self.position.step, epoch, step_in_epoch)
+        if at == self.saved_at:  # a run ending on a --save_every multiple, a stop right after a save
+            return
         self.raise_if_non_finite()
         rng = [rng_states(self.context.device)]
         if self.context.distributed:
@@ -366,10 +710,16 @@ class Checkpointer:
             rng = gathered
         if self.context.is_main:
             save_checkpoint(
-                self.folder / name, self.model, optimizer=self.optimizer.state_dict(),
+                self.folder / LAST, self.model, optimizer=self.optimizer.state_dict(),
                 scaler=self.scaler.state_dict(), epoch=epoch, step_in_epoch=step_in_epoch,
                 step=self.position.step, rng=rng, args=checkpoint_args(self.args),
             )  # fmt: skip
+        self.saved_at = at
+
+    def keep(self, name):
+        """The checkpoint-last.pth just saved, kept as `name` too (a hard link: the same bytes, not written twice)."""
+        if self.context.is_main:
+            link_or_copy(self.folder / LAST, self.folder / name)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -392,21 +742,65 @@ class Run:
     checkpointer: Checkpointer
     log: Log
     num_workers: int
+    stop: StopSignals = field(default_factory=StopSignals)
     skipped: int = 0  # unreadable images so far
     loader_generator: torch.Generator = None  # the DataLoader's own seeds: never the global RNG
+    stopping: bool = False  # a stop signal was received (by any rank) and the loop is leaving
+    stand_in: tuple = None  # (epoch, a batch of one readable sample) for batches with no readable image
 
 
 def fit(args, context, job):
-    """Train `job` until --epochs (or --max_steps), resuming from where a previous run stopped."""
-    run = start(args, context, job)
-    position = run.position
-    finished = args.max_steps is not None and position.step >= args.max_steps
+    """Train `job` until --epochs (or --max_steps), continuing from where a previous run in output_dir stopped.
+
+    Raises Preempted after a stop signal, once the step in progress is finished and saved."""
+    lock = lock_output_dir(args, context)
+    try:
+        with StopSignals() as stop:
+            run = start(args, context, job, stop)
+            if nothing_to_train(run):
+                return run.position
+            train_epochs(run)
+        return finish(run)
+    finally:
+        lock.release()
+
+
+def train_epochs(run):
+    args, position = run.args, run.position
+    finished = False
     while position.epoch < args.epochs and not finished:
         finished = train_one_epoch(run)
-        if not finished or position.step_in_epoch == run.steps_per_epoch:
-            end_epoch(run)
-        run.checkpointer.save(LAST, position.epoch, position.step_in_epoch)
-    identical = distributed.replicas_identical(job.model, context)
+        if run.stopping:
+            break
+        done = position.epoch
+        epoch_over = not finished or position.step_in_epoch == run.steps_per_epoch
+        keep = end_epoch(run) if epoch_over else False
+        run.checkpointer.save(position.epoch, position.step_in_epoch)
+        if keep:
+            run.checkpointer.keep(f"checkpoint-{done}.pth")
+        if position.epoch < args.epochs and not finished and stop_requested(run, sync_point=True):
+            run.stopping = True
+            break
+    if run.stopping:
+        run.checkpointer.save(position.epoch, position.step_in_epoch)
+        raise Preempted(run.stop.received, position.step, Path(args.output_dir) / LAST)
+
+
+def nothing_to_train(run):
+    """True (and said) when output_dir's run already reached --epochs or --max_steps."""
+    args, position = run.args, run.position
+    done = position.epoch >= args.epochs or (args.max_steps is not None and position.step >= args.max_steps)
+    if done and run.context.is_main:
+        print(f"nothing to train: the run in {args.output_dir} already ended (step {position.step}, epoch "
+              f"{position.epoch}; --epochs {args.epochs}, --max_steps {args.max_steps}). To train further, raise "
+              f"--max_steps (or --epochs, with --allow_changed_args); to train again from the start, give "
+              f"another --output_dir.", flush=True)  # fmt: skip
+    return done
+
+
+def finish(run):
+    args, context, position = run.args, run.context, run.position
+    identical = distributed.replicas_identical(run.job.model, context)
     if context.is_main:
         run.log.write(
             {"kind": "end", "step": position.step, "epoch": position.epoch, "replicas_identical": identical}
@@ -418,7 +812,7 @@ def fit(args, context, job):
     return position
 
 
-def start(args, context, job):
+def start(args, context, job, stop):
     """Sampler, resume, DDP and logs: a Run ready for its first (or next) epoch."""
     device, model = context.device, job.model
     sampler = ResumableSampler(job.dataset, context.world_size, context.rank, args.seed)
@@ -452,62 +846,116 @@ def start(args, context, job):
     return Run(
         args, context, job, train_model, sampler, steps_per_epoch, dtype, scaler, position, losses,
         Checkpointer(args, context, model, job.optimizer, scaler, losses, position), Log(args, context, position),
-        num_workers, loader_generator=torch.Generator(),
+        num_workers, stop, loader_generator=torch.Generator(),
     )  # fmt: skip
 
 
 def train_one_epoch(run):
-    """Train from the run's position to the end of its epoch (or to --max_steps); True if --max_steps was hit."""
-    args, job, position, losses = run.args, run.job, run.position, run.losses
-    device = run.context.device
-    if hasattr(job.dataset, "set_epoch"):
-        job.dataset.set_epoch(position.epoch)
-    run.sampler.set_epoch(position.epoch)
-    run.sampler.start = position.step_in_epoch * args.batch_size * args.accum_iter
-    loader = DataLoader(
-        job.dataset, batch_size=args.batch_size, sampler=run.sampler, num_workers=run.num_workers,
-        pin_memory=args.pin_mem and device.type == "cuda", drop_last=True, collate_fn=job.collate,
-        generator=run.loader_generator, persistent_workers=False,
-    )  # fmt: skip
+    """Train from the run's position to the end of its epoch, to --max_steps (then True), or to a stop signal
+    (then run.stopping)."""
+    args, job, position = run.args, run.job, run.position
+    loader = epoch_loader(run)
     from tqdm.auto import tqdm
 
     progress = tqdm(total=run.steps_per_epoch, initial=position.step_in_epoch, desc=f"epoch {position.epoch}",
                     disable=not run.context.is_main)  # fmt: skip
     run.train_model.train()
-    losses.new_epoch()
+    run.losses.new_epoch()
     job.optimizer.zero_grad(set_to_none=True)
     micro, finished = 0, False
     for batch in loader:
-        batch = move(batch, job, device)
-        if batch is None:
-            run.skipped += args.batch_size
-            continue
-        run.skipped += args.batch_size - batch[0].shape[0]
         if micro == 0:
             lr = learning_rate(position.epoch + position.step_in_epoch / run.steps_per_epoch, args)
             set_learning_rate(job.optimizer, lr)
         micro += 1
-        last_micro = micro == args.accum_iter
-        sync = run.train_model.no_sync() if run.context.distributed and not last_micro else None
-        amp = (device.type, run.dtype)
-        loss = micro_step(run.train_model, job.compute_loss, batch, run.scaler, amp, args.accum_iter, sync)
-        losses.add(loss, batch[0].shape[0])
-        if not last_micro:
+        forward_backward(run, batch, last=micro == args.accum_iter)
+        if micro < args.accum_iter:
             continue
         micro = 0
         optimizer_step(job.model, job.optimizer, run.scaler, args.clip_grad)
         position.step, position.step_in_epoch = position.step + 1, position.step_in_epoch + 1
-        losses.step += 1
+        run.losses.step += 1
         progress.update(1)
         finished = args.max_steps is not None and position.step >= args.max_steps
-        if position.step % args.log_every == 0 or position.step_in_epoch == run.steps_per_epoch or finished:
+        ends = finished or position.step_in_epoch == run.steps_per_epoch  # train_epochs saves right after
+        logged = position.step % args.log_every == 0 or ends
+        if logged:
             log_window(run, lr, progress)
-        if position.step % args.save_every == 0:
-            run.checkpointer.save(LAST, position.epoch, position.step_in_epoch)
         if finished:
             break
+        if stop_requested(run, sync_point=logged):
+            run.stopping = True
+            break
+        if position.step % args.save_every == 0 and not ends:
+            run.checkpointer.save(position.epoch, position.step_in_epoch)
     progress.close()
     return finished
+
+
+def epoch_loader(run):
+    """The DataLoader of the rest of the run's epoch (from its position on)."""
+    args, job, position = run.args, run.job, run.position
+    if hasattr(job.dataset, "set_epoch"):
+        job.dataset.set_epoch(position.epoch)
+    run.sampler.set_epoch(position.epoch)
+    run.sampler.start = position.step_in_epoch * args.batch_size * args.accum_iter
+    return DataLoader(
+        job.dataset, batch_size=args.batch_size, sampler=run.sampler, num_workers=run.num_workers,
+        pin_memory=args.pin_mem and run.context.device.type == "cuda", drop_last=True, collate_fn=job.collate,
+        generator=run.loader_generator, persistent_workers=False, worker_init_fn=_ignore_stop_signals,
+    )  # fmt: skip
+
+
+def forward_backward(run, batch, last):
+    """One micro-batch: forward, backward, its loss noted.
+
+    A batch in which no image was readable is not skipped: a stand-in (one readable sample) takes its
+    micro-step with a weight of zero. So every rank takes the same micro-steps (DDP averages gradients at
+    an accumulation's last one, and a rank that skipped would pair its collectives with the wrong step of
+    the others), and an accumulation keeps its length.
+    """
+    args, device = run.args, run.context.device
+    batch = move(batch, run.job, device)
+    images = 0 if batch is None else batch[0].shape[0]
+    run.skipped += args.batch_size - images
+    if batch is None:
+        batch = stand_in(run)
+    sync = run.train_model.no_sync() if run.context.distributed and not last else None
+    amp = (device.type, run.dtype)
+    loss = micro_step(run.train_model, run.job.compute_loss, batch, run.scaler, amp, args.accum_iter, sync,
+                      weight=1 if images else 0)  # fmt: skip
+    run.losses.add(loss, images)
+
+
+def stand_in(run):
+    """A batch of the epoch's first readable sample (the same after a resume, so resumes stay exact)."""
+    epoch = run.position.epoch
+    if run.stand_in is None or run.stand_in[0] != epoch:
+        for index in range(len(run.job.dataset)):
+            sample = run.job.dataset[index]
+            batch = None if sample is None else move(run.job.collate([sample]), run.job, run.context.device)
+            if batch is not None:
+                run.stand_in = (epoch, batch)
+                break
+        else:
+            raise ValueError(
+                f"no readable image in --data_path {getattr(run.args, 'data_path', '')}: all "
+                f"{len(run.job.dataset)} failed to open (see the warnings above)"
+            )
+    return run.stand_in[1]
+
+
+def stop_requested(run, sync_point):
+    """Whether to stop now for a stop signal. One process: as soon as it has one. Several: when any rank has
+    one, decided at sync points only (log steps, epoch ends), where the ranks synchronise anyway; they must
+    all stop after the same step, and an all-reduce per step would cost a host sync per step."""
+    if not run.context.distributed:
+        return bool(run.stop.received)
+    if not sync_point:
+        return False
+    flag = torch.tensor([float(bool(run.stop.received))], device=run.context.device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def move(batch, job, device):
@@ -522,19 +970,21 @@ def move(batch, job, device):
 def log_window(run, lr, progress):
     run.checkpointer.raise_if_non_finite()
     loss, images, seconds = run.losses.read_window()
+    loss = distributed.mean_across_ranks(loss, run.context)
+    loss = None if math.isnan(loss) else loss  # no readable image in the window: null in the JSON, not NaN
     position = run.position
     record = {
         "kind": "train", "step": position.step, "epoch": position.epoch + position.step_in_epoch / run.steps_per_epoch,
-        "loss": distributed.mean_across_ranks(loss, run.context), "lr": lr,
-        "images_per_s": images * run.context.world_size / seconds,
+        "loss": loss, "lr": lr, "images_per_s": images * run.context.world_size / seconds,
     }  # fmt: skip
     run.log.write(record)
-    progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", img_s=f"{record['images_per_s']:.0f}")
+    shown = "n/a" if loss is None else f"{loss:.4f}"
+    progress.set_postfix(loss=shown, lr=f"{lr:.2e}", img_s=f"{record['images_per_s']:.0f}")
     run.losses.new_window()
 
 
 def end_epoch(run):
-    """After an epoch's last step: the job's evaluation, the logs, and checkpoint-<epoch>.pth when due."""
+    """After an epoch's last step: the job's evaluation and the logs; True when checkpoint-<epoch>.pth is due."""
     args, position, losses = run.args, run.position, run.losses
     done = position.epoch  # epochs count from 0, as in the progress bar, the logs and checkpoint-N.pth
     position.epoch, position.step_in_epoch = position.epoch + 1, 0
@@ -547,10 +997,9 @@ def end_epoch(run):
     run.log.write_official(
         {"train_lr": lr_of_epoch(done, run), "train_loss": train_loss, **official, "epoch": done}
     )
-    if run.skipped:
+    if run.skipped and run.context.is_main:
         print(f"warning: {run.skipped} unreadable images skipped so far", flush=True)
-    if position.epoch % args.save_epochs == 0 or position.epoch == args.epochs:
-        run.checkpointer.save(f"checkpoint-{done}.pth", position.epoch, 0)
+    return position.epoch % args.save_epochs == 0 or position.epoch == args.epochs
 
 
 def lr_of_epoch(epoch, run):

@@ -21,7 +21,7 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import param_groups_layer_decay
 
 from . import classify
-from .engine import FUSED_ADAMW
+from .engine import FUSED_ADAMW, exit_for_requeue
 from .models import create_classifier
 
 _RECIPE = dict(effective_batch=1024, batch_size=32, warmup_epochs=5, weight_decay=0.05, mixup=0.8, cutmix=1.0,
@@ -162,7 +162,8 @@ def main(argv=None):
 
 def cli(argv=None):
     """The console script: like main, without returning the statistics (which sys.exit would print)."""
-    main(argv)
+    with exit_for_requeue():  # a stop signal: saved, and exit 128 + its number
+        main(argv)
 
 
 if __name__ == "__main__":

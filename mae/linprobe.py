@@ -19,6 +19,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 from . import classify
+from .engine import exit_for_requeue
 from .models import create_classifier
 
 PRESETS = {
@@ -94,7 +95,8 @@ def main(argv=None):
 
 def cli(argv=None):
     """The console script: like main, without returning the statistics (which sys.exit would print)."""
-    main(argv)
+    with exit_for_requeue():  # a stop signal: saved, and exit 128 + its number
+        main(argv)
 
 
 if __name__ == "__main__":

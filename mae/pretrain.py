@@ -5,11 +5,13 @@
         --batch_size 64 --accum_iter 1 --epochs 800 --warmup_epochs 40 --blr 1.5e-4 --norm_pix_loss
 
 The flags keep the official names and meanings (lr = blr * effective batch / 256). A run
-writes checkpoint-last.pth atomically every --save_every steps and every epoch, and
-resumes from it automatically: a killed run continues exactly where it stopped.
+writes checkpoint-last.pth atomically every --save_every steps, every epoch and when SLURM
+(SIGTERM, SIGUSR1/2) stops it, and resumes from it automatically: a killed run continues
+exactly where it stopped.
 """
 
 import argparse
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -17,8 +19,19 @@ import torch
 
 from . import distributed
 from .datasets import build_pretrain_dataset
-from .engine import FUSED_ADAMW, Job, add_engine_args, fit, seed_everything
+from .engine import FUSED_ADAMW, Job, add_engine_args, exit_for_requeue, fit, seed_everything
 from .models import CONFIGS, create_model
+
+
+def mask_ratio(text):
+    """argparse type: a fraction strictly between 0 and 1."""
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be between 0 and 1, both excluded, got {text}: 0 masks nothing (the loss, over masked "
+            f"patches only, is exactly 0) and 1 leaves the encoder nothing to see"
+        )
+    return value
 
 
 def get_args_parser():
@@ -28,7 +41,7 @@ def get_args_parser():
     p.add_argument(
         "--in_chans", type=int, default=None, help="image channels (default: 3, or 1 for builtin:digits)"
     )
-    p.add_argument("--mask_ratio", type=float, default=0.75)
+    p.add_argument("--mask_ratio", type=mask_ratio, default=0.75, help="fraction of patches masked")
     p.add_argument(
         "--norm_pix_loss", action="store_true", help="normalised-pixel targets (the paper's default)"
     )
@@ -61,26 +74,54 @@ def param_groups(model, weight_decay):
 
 @torch.no_grad()
 def reconstruction_grid(model, dataset, count=4, prepare=None):
-    """Rows of (original, masked, reconstruction + visible) for the first images, with fixed noise."""
+    """Rows of (original, masked, reconstruction + visible) for the first readable images, with fixed noise;
+    None when none of the first files can be read."""
     from torchvision.utils import make_grid
 
     from .datasets import collate_skipping_unreadable
     from .visualize import reconstruct
 
     device = next(model.parameters()).device
-    samples = [dataset[i] for i in range(count)]
+    samples = first_readable(dataset, count)
+    if not samples:
+        return None
     if prepare is None:
         imgs, noise = (t.to(device) for t in collate_skipping_unreadable(samples))
-    else:  # --gpu_decode: the samples are still encoded
+    else:  # --gpu_decode: the samples are still encoded (and one may fail to decode)
         from .device_decode import collate_encoded
 
-        imgs, noise = prepare(collate_encoded(samples), device)
+        prepared = prepare(collate_encoded(samples), device)
+        if prepared is None:
+            return None
+        imgs, noise = prepared
     was_training = model.training
     model.eval()
     _, panels = reconstruct(model, imgs, 0.75, noise)
     model.train(was_training)
     rows = torch.stack([panels[k] for k in ("original", "masked 75%", "reconstruction + visible")], dim=1)
     return make_grid(rows.flatten(0, 1).float().cpu(), nrow=3)
+
+
+def first_readable(dataset, count, search=256):
+    """Up to `count` samples that could be read, from the first `search` of the dataset."""
+    samples = []
+    for index in range(min(len(dataset), search)):
+        sample = dataset[index]
+        if sample is not None:
+            samples.append(sample)
+        if len(samples) == count:
+            break
+    return samples
+
+
+def epoch_figure(model, dataset, epoch, prepare=None):
+    """The epoch's reconstruction grid, or None with a warning: a figure never stops training."""
+    try:
+        return reconstruction_grid(model, dataset, prepare=prepare)
+    except Exception as error:  # noqa: BLE001 - the figure is a by-product; the checkpoint comes next
+        warnings.warn(f"no reconstruction figure for epoch {epoch} ({type(error).__name__}: {error}); "
+                      f"training goes on", stacklevel=2)  # fmt: skip
+        return None
 
 
 def main(args):
@@ -130,9 +171,9 @@ def train(args, context):
     )
 
     def end_of_epoch(epoch, step):
-        return {}, reconstruction_grid(
-            model, dataset, prepare=job_data.get("prepare")
-        ) if context.is_main else None
+        if not context.is_main:
+            return {}, None
+        return {}, epoch_figure(model, dataset, epoch, prepare=job_data.get("prepare"))
 
     fit(
         args,
@@ -152,7 +193,8 @@ def train(args, context):
 
 def cli(argv=None):
     args = get_args_parser().parse_args(argv)
-    main(args)
+    with exit_for_requeue():  # a stop signal: saved, and exit 128 + its number
+        main(args)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,18 @@ with `--job finetune` or `--job linprobe` they are that job's flags (presets inc
     python -m mae.submit --job finetune --nodes 4 --ngpus 8 --preset vit_base \
         --finetune mae_pretrain_vit_base.pth --data_path /datasets/imagenet --output_dir /checkpoints/ft_vitb
 
-A preempted or timed-out job is requeued and resumes from output_dir/checkpoint-last.pth.
+A preempted or timed-out job finishes its step, saves output_dir/checkpoint-last.pth, is requeued
+and resumes from it. Without SLURM (no `sbatch`) the command refuses, unless --local asks for
+submitit's local executor (the job then runs in the background on this machine).
 """
 
 import argparse
 import os
+import signal
 from pathlib import Path
 
 from . import finetune, linprobe, pretrain
+from .engine import Preempted
 
 # job -> (its argument parser, its presets, the function that runs it with parsed arguments)
 JOBS = {
@@ -47,6 +51,9 @@ def get_args_parser(job="pretrain"):
         "--use_volta32", action="store_true", help="ask for 32 GB V100s (--constraint volta32gb)"
     )
     parser.add_argument("--comment", default="", help="a comment attached to the SLURM job")
+    parser.add_argument("--local", action="store_true",
+                        help="without SLURM, run through submitit's local executor, in the background on this "
+                             "machine (default: refuse)")  # fmt: skip
     return parser
 
 
@@ -64,6 +71,7 @@ SLURM_FLAGS = (
     "job_dir",
     "use_volta32",
     "comment",
+    "local",
 )
 
 
@@ -101,13 +109,29 @@ class Trainer:
             RANK=str(env.global_rank), WORLD_SIZE=str(env.num_tasks), LOCAL_RANK=str(env.local_rank),
             MASTER_ADDR=env.hostnames[0], MASTER_PORT=os.environ.get("MASTER_PORT", "29500"),
         )  # fmt: skip
-        JOBS[self.job][2](self.args)
+        try:
+            JOBS[self.job][2](self.args)
+        except Preempted as stop:
+            pass_on(stop)
+            raise  # not finished: submitit must not record a result
 
     def checkpoint(self):
+        """submitit's requeue hook. It runs once the engine has finished its step and saved (see pass_on), so
+        there is nothing left to save: the requeued job resumes from output_dir/checkpoint-last.pth."""
         import submitit
 
-        # The run resumes by itself from output_dir/checkpoint-last.pth.
         return submitit.helpers.DelayedSubmission(Trainer(self.args, self.job))
+
+
+def pass_on(stop):
+    """Hand the stop signals the engine caught (and saved for) to the handlers that were there before it:
+    submitit's. Its preemption signal (SIGUSR2, or SUBMITIT_PREEMPT_SIGNAL) then calls Trainer.checkpoint and
+    requeues the job (on rank 0, which then exits); SIGTERM it only logs (a scancel sends it too, and must
+    not requeue)."""
+    for signum in dict.fromkeys(stop.signals):
+        handler = signal.getsignal(signum)
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(signum, None)
 
 
 def main(argv=None):
@@ -116,6 +140,13 @@ def main(argv=None):
     args = parse_args(argv)
     job_dir = Path(args.job_dir or Path(args.output_dir) / "submitit")
     executor = submitit.AutoExecutor(folder=job_dir, slurm_max_num_timeout=30)
+    if executor.cluster != "slurm" and not args.local:
+        raise SystemExit(
+            f"mae.submit: no SLURM on this machine (no sbatch on PATH), so there is nothing to submit to; "
+            f"submitit would run the job here, in the background ({executor.cluster} executor). Run "
+            f"`python -m mae.{args.job} ...` (or torchrun) directly, or pass --local to run it through "
+            f"submitit on this machine anyway."
+        )
     if args.use_volta32:
         args.constraint = "volta32gb"
     slurm = {
@@ -129,7 +160,11 @@ def main(argv=None):
         **{f"slurm_{k}": v for k, v in slurm.items()},
     )  # fmt: skip
     job = executor.submit(Trainer(engine_args(args), args.job))
-    print(f"submitted job {job.job_id}; logs in {job_dir}")
+    if executor.cluster == "slurm":
+        print(f"submitted job {job.job_id}; logs in {job_dir}")
+    else:
+        print(f"no SLURM: job {job.job_id} runs locally, in the background on this machine ({executor.cluster} "
+              f"executor); logs in {job_dir}")  # fmt: skip
     return job
 
 
