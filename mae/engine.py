@@ -29,10 +29,6 @@ import json
 import math
 import os
 import random
-import signal
-import socket
-import sys
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -54,20 +50,12 @@ from .checkpoint import (
     state_dict_from,
 )
 from .datasets import collate_skipping_unreadable
+from .preemption import Preempted, StopSignals, ignore_stop_signals
+from .run_folder import lock_output_dir
 
 LAST = "checkpoint-last.pth"
-LOCK = ".lock"
 # torch's fused AdamW kernel, per device type (docs/performance.md: it pays on CPUs too).
 FUSED_ADAMW = {"cuda": True, "cpu": True}
-# What schedulers send before stopping a job: SIGTERM (SLURM's preemption and time limit, scancel,
-# torchrun passing a stop on), SIGUSR1 (sbatch --signal's default) and SIGUSR2 (submitit's --signal
-# since 1.5; older versions, and SUBMITIT_PREEMPT_SIGNAL, may name another).
-STOP_SIGNALS = tuple(
-    dict.fromkeys(
-        [signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2]
-        + [getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), signal.SIGUSR2)]
-    )
-)
 # Arguments that do not change what a run computes: they may differ when a run in output_dir is continued.
 # Every other argument (model, data, batch, schedule, seed, loss, ...) must match the checkpoint's.
 RESULT_NEUTRAL_ARGS = {
@@ -417,151 +405,6 @@ def checkpoint_args(args):
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
 
-# --------------------------------------------------------------------------- the folder, and stopping early
-
-
-class FolderLock:
-    """An exclusive flock on output_dir/.lock, held by rank 0 for the whole run and removed at its end. The
-    kernel releases the lock when the process ends, however it ends (kill -9 included), so a dead run never
-    blocks the next; the file's text (pid, host, start time) only serves the message of a run that finds the
-    folder in use."""
-
-    def __init__(self, folder):
-        self.path, self.file = Path(folder) / LOCK, None
-
-    def acquire(self):
-        """None when held, else the reason it could not be taken."""
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        while self.file is None:
-            file = self.path.open("a+")
-            try:
-                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                file.seek(0)
-                holder = file.read().strip() or "another process"
-                file.close()
-                return (
-                    f"{self.path.parent} is in use by another run ({holder}): two runs in one folder overwrite "
-                    f"each other's checkpoint and log. Wait for it to end, or give this run another --output_dir."
-                )
-            except OSError as error:  # a file system without locks (some network mounts): go on, warned
-                file.close()
-                warnings.warn(f"cannot lock {self.path} ({error}): make sure that one run at a time uses "
-                              f"{self.path.parent}", stacklevel=2)  # fmt: skip
-                return None
-            if _same_file(self.path, file):
-                self.file = file
-            else:  # a run that ended removed the file between our open and our lock: lock the new one
-                file.close()
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")  # fmt: skip
-        self.file.flush()
-        return None
-
-    def release(self):
-        if self.file is not None:
-            self.path.unlink(
-                missing_ok=True
-            )  # before unlocking: whoever opened it meanwhile will see it gone
-            self.file.close()  # closing the file drops the lock
-            self.file = None
-
-
-def _same_file(path, file):
-    try:
-        return os.stat(path).st_ino == os.fstat(file.fileno()).st_ino
-    except FileNotFoundError:
-        return False
-
-
-def lock_output_dir(args, context):
-    """Rank 0 locks output_dir; every rank raises together if it is in use (or the others would wait forever)."""
-    lock = FolderLock(args.output_dir)
-    problem = [lock.acquire() if context.is_main else None]
-    if context.distributed:
-        torch.distributed.broadcast_object_list(problem, src=0)
-    if problem[0]:
-        raise RuntimeError(problem[0])
-    if context.is_main:
-        remove_stale_temporaries(args.output_dir)
-    return lock
-
-
-def remove_stale_temporaries(folder):
-    """Delete the hidden .<name>.tmp-<pid> files that a save killed half-way left (full-size checkpoints).
-    Only the run holding the folder's lock calls this, so no other process is writing them."""
-    stale = [p for p in Path(folder).glob(".*.tmp-*") if p.is_file() and not p.is_symlink()]
-    size = 0
-    for path in stale:
-        size += path.stat().st_size
-        path.unlink(missing_ok=True)
-    if stale:
-        print(f"removed {len(stale)} temporary file(s) ({size / 2**20:.1f} MiB) left in {folder} by an "
-              f"interrupted save", flush=True)  # fmt: skip
-
-
-class StopSignals:
-    """While training, STOP_SIGNALS only note that a stop was asked for (the loop then finishes its step,
-    saves and raises Preempted); on leaving, the previous handlers come back (submitit's, for instance)."""
-
-    def __init__(self):
-        self.received, self.previous = [], {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
-            for signum in STOP_SIGNALS:
-                self.previous[signum] = signal.signal(signum, self._note)
-        return self
-
-    def _note(self, signum, frame):
-        self.received.append(signum)
-
-    def __exit__(self, *exc):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        return False
-
-
-class Preempted(Exception):
-    """A stop signal ended training after a step, and checkpoint-last.pth holds that step.
-
-    `exit_code` is 128 + the signal's number (143 for SIGTERM), what a shell reports for a process that the
-    signal killed, chosen because every requeue path reads it as "stopped, not finished": SLURM requeues a
-    preempted job itself (PreemptMode=REQUEUE) or when the job's hook calls `scontrol requeue` (submitit's,
-    which mae.submit.Trainer passes the signal on to), whatever the code, but sites' RequeueExit lists,
-    retry loops in job scripts and torchrun's --max_restarts all restart only a non-zero exit; 0 would
-    mark the job COMPLETED and end it with its work undone.
-    """
-
-    def __init__(self, signals, step, path):
-        self.signals = list(signals) or [signal.SIGTERM]
-        self.exit_code = 128 + int(self.signals[0])
-        name = signal.Signals(self.signals[0]).name
-        super().__init__(
-            f"{name} received: stopped after step {step} and saved {path}; the same command resumes from it"
-        )
-
-
-@contextlib.contextmanager
-def exit_for_requeue():
-    """For command-line entry points: a Preempted run exits with its exit code, without a traceback."""
-    try:
-        yield
-    except Preempted as stop:
-        print(f"{stop} (exit code {stop.exit_code})", file=sys.stderr, flush=True)
-        sys.exit(stop.exit_code)
-
-
-def _ignore_stop_signals(worker_id):
-    """DataLoader workers: SLURM signals every process of a job; only the training process decides to stop,
-    and a worker killed by the signal would fail the batch it was loading."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-
-
 # --------------------------------------------------------------------------- the loop
 
 
@@ -902,7 +745,7 @@ def epoch_loader(run):
     return DataLoader(
         job.dataset, batch_size=args.batch_size, sampler=run.sampler, num_workers=run.num_workers,
         pin_memory=args.pin_mem and run.context.device.type == "cuda", drop_last=True, collate_fn=job.collate,
-        generator=run.loader_generator, persistent_workers=False, worker_init_fn=_ignore_stop_signals,
+        generator=run.loader_generator, persistent_workers=False, worker_init_fn=ignore_stop_signals,
     )  # fmt: skip
 
 

@@ -21,8 +21,9 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import param_groups_layer_decay
 
 from . import classify
-from .engine import FUSED_ADAMW, exit_for_requeue
+from .engine import FUSED_ADAMW
 from .models import create_classifier
+from .preemption import exit_for_requeue
 
 _RECIPE = dict(effective_batch=1024, batch_size=32, warmup_epochs=5, weight_decay=0.05, mixup=0.8, cutmix=1.0,
                reprob=0.25, smoothing=0.1)  # fmt: skip

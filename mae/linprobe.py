@@ -19,8 +19,8 @@ from torch import nn
 from torchvision.transforms import v2
 
 from . import classify
-from .engine import exit_for_requeue
 from .models import create_classifier
+from .preemption import exit_for_requeue
 
 PRESETS = {
     "imagenet": dict(

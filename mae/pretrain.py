@@ -19,8 +19,9 @@ import torch
 
 from . import distributed
 from .datasets import build_pretrain_dataset
-from .engine import FUSED_ADAMW, Job, add_engine_args, exit_for_requeue, fit, seed_everything
+from .engine import FUSED_ADAMW, Job, add_engine_args, fit, seed_everything
 from .models import CONFIGS, create_model
+from .preemption import exit_for_requeue
 
 
 def mask_ratio(text):

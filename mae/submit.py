@@ -23,7 +23,7 @@ import signal
 from pathlib import Path
 
 from . import finetune, linprobe, pretrain
-from .engine import Preempted
+from .preemption import Preempted
 
 # job -> (its argument parser, its presets, the function that runs it with parsed arguments)
 JOBS = {

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 import mae
-from mae import engine, finetune, pretrain, submit
+from mae import engine, finetune, preemption, pretrain, submit
 from mae.checkpoint import CheckpointError, read_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,7 +175,7 @@ def test_submitit_requeue_hook_runs_after_the_step_is_saved(tmp_path, monkeypatc
     previous = signal.signal(signal.SIGUSR2, submitits_handler)
     try:
         threading.Thread(target=send_the_signal, daemon=True).start()
-        with pytest.raises(engine.Preempted, match="SIGUSR2 received"):
+        with pytest.raises(preemption.Preempted, match="SIGUSR2 received"):
             torch.set_num_threads(1)
             trainer()
     finally:
