@@ -315,14 +315,24 @@ def atomic_save(obj, path):
     A failed write (a full disk, say) raises an OSError that names the file, says whether the disk is
     full, and that the previous file at `path`, if any, is untouched; the temporary file is removed.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
-    try:
+
+    def write(tmp):
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+
+    _replace_atomically(path, write)
+
+
+def _replace_atomically(path, write):
+    """`write(tmp)` makes the temporary file beside `path`, which then replaces `path` in one rename;
+    a failed write is explained by _write_failure and leaves no temporary file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        write(tmp)
         os.replace(tmp, path)
     except Exception as error:
         failure = _write_failure(error, path, tmp)
@@ -377,23 +387,15 @@ def _write_failure(error, path, tmp):
 def link_or_copy(source, target):
     """Make `target` hold what `source` holds, atomically: a hard link (no second write of the same bytes)
     where the file system has them, else a copy. Later atomic replacements of `source` leave `target` alone."""
-    source, target = Path(source), Path(target)
-    tmp = temporary_path(target)
-    tmp.unlink(missing_ok=True)
-    try:
+
+    def write(tmp):
+        tmp.unlink(missing_ok=True)  # os.link will not replace a file
         try:
             os.link(source, tmp)
         except OSError:
             shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except Exception as error:
-        failure = _write_failure(error, target, tmp)
-        if failure is None:
-            raise
-        raise failure from error
-    finally:
-        tmp.unlink(missing_ok=True)
-    _sync_folder(target.parent)
+
+    _replace_atomically(target, write)
 
 
 def save_checkpoint(path, model, **extra):

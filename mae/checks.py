@@ -762,14 +762,19 @@ def _earlier_steps(yours, blocks=("blocks",), patch_embed=True, masking=True):
         if any(part is done for done in checked):
             continue
         checked.append(part)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                check(part)
-        except AssertionError as error:
-            raise AssertionError(
-                f"your model's {role} (step {step}) is not right yet, and this check runs it: {_first_line(error)} "
-                f"Fix step {step} first ({check.__name__})"
-            ) from None
+        _earlier_step_must_pass(check, part, f"your model's {role} (step {step})", "this check", step)
+
+
+def _earlier_step_must_pass(check, obj, what, runner, step):
+    """Run an earlier step's check quietly; if it fails, blame that step, quoting its first line."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            check(obj)
+    except AssertionError as error:
+        raise AssertionError(
+            f"{what} is not right yet, and {runner} runs it: {_first_line(error)} "
+            f"Fix step {step} first ({check.__name__})"
+        ) from None
 
 
 # torch.cat of a (1, 1, D) CLS token with (B, L, D) tokens: the known error of a CLS token not expanded.
@@ -787,16 +792,8 @@ def _blame_earlier_methods(MAE, error):
         ("06", "forward_encoder", check_encoder),
         ("07", "forward_decoder", check_decoder),
     ):
-        if getattr(MAE, method, None) is getattr(ref.MAE, method):
-            continue
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                check(MAE)
-        except AssertionError as earlier:
-            raise AssertionError(
-                f"your {method} (step {step}) is not right yet, and forward runs it: {_first_line(earlier)} "
-                f"Fix step {step} first ({check.__name__})"
-            ) from None
+        if getattr(MAE, method, None) is not getattr(ref.MAE, method):
+            _earlier_step_must_pass(check, MAE, f"your {method} (step {step})", "forward", step)
     raise error
 
 
