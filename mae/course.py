@@ -1,5 +1,8 @@
 """Small helpers the course notebooks share: whose code runs, and where the notebook runs."""
 
+import os
+from pathlib import Path
+
 import torch
 
 from . import impl as implementation
@@ -12,7 +15,11 @@ def use(impl=None, seed=0, exercise=None):
     None reads $MAE_IMPL. The whole package follows the choice (see mae.impl): with your code,
     the steps you have not written yet run the reference, except this notebook's own `exercise`,
     whose check has to see your stub. Returns the package: `code.PatchEmbed`, `code.MAE`, ...
+
+    A notebook started in a translation folder, notebooks/<lang>/, is moved to notebooks/, where the English one
+    runs, so that the code both share finds the same files (`../checkpoints/...`, `../output/...`).
     """
+    run_in_notebooks_folder()
     module = implementation.select(impl, default="exercises", own_step=exercise, export=True)
     torch.manual_seed(seed)
     torch.set_num_threads(min(torch.get_num_threads(), 2))
@@ -23,6 +30,13 @@ def use(impl=None, seed=0, exercise=None):
     if line:
         print(line)
     return module
+
+
+def run_in_notebooks_folder():
+    """If the working directory is a sub-folder of this course's notebooks/ (a translation), move to notebooks/."""
+    notebooks = Path(__file__).resolve().parent.parent / "notebooks"
+    if Path.cwd().resolve().parent == notebooks:
+        os.chdir(notebooks)
 
 
 # Where the course lives, for the Colab badges and install cell of every notebook. A fork sets its own URL
