@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[course,dev]"
+	$(PY) -m pip install --quiet -e ".[course,dev,hf]"
 	touch $@
 
 demo: $(SETUP)

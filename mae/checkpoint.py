@@ -37,10 +37,22 @@ class UnsafeCheckpointError(CheckpointError):
 
 
 def read_checkpoint(path, map_location="cpu"):
-    """Load a checkpoint file without executing code from it; errors name the file."""
+    """Load a checkpoint file without executing code from it; errors name the file.
+
+    A .safetensors file, or a Hugging Face model folder (config.json + model.safetensors), gives a dict of the
+    same form, {"model": weights in the official names, ...}: see mae.hf_interop.
+    """
     path = Path(path)
+    if path.is_dir():
+        from .hf_interop import read_transformers_folder
+
+        return read_transformers_folder(path, map_location)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    from .hf_interop import looks_like_safetensors, read_safetensors
+
+    if path.suffix == ".safetensors" or looks_like_safetensors(path):
+        return read_safetensors(path, map_location)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -398,13 +410,29 @@ def link_or_copy(source, target):
     _replace_atomically(target, write)
 
 
-def save_checkpoint(path, model, **extra):
-    """Write {"model": weights, "model_config": constructor arguments, **extra} atomically."""
+CHECKPOINT_FORMATS = ("pth", "safetensors")
+
+
+def save_checkpoint(path, model, format=None, **extra):
+    """Write {"model": weights, "model_config": constructor arguments, **extra} atomically.
+
+    format="safetensors" (the default for a path ending in .safetensors) writes the weights as a safetensors
+    file, with the config and the extras (JSON values only) as its metadata; read_checkpoint reads either.
+    """
+    format = format or ("safetensors" if Path(path).suffix == ".safetensors" else "pth")
+    if format not in CHECKPOINT_FORMATS:
+        raise ValueError(f"format must be one of {CHECKPOINT_FORMATS}, got {format!r}")
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    config = dict(model.config) if getattr(model, "config", None) is not None else None
+    if format == "safetensors":
+        from .hf_interop import save_safetensors
+
+        save_safetensors(path, model.state_dict(), config, extra)
+        return
     payload = {"model": model.state_dict(), **extra}
-    if getattr(model, "config", None) is not None:
-        payload["model_config"] = dict(model.config)
+    if config is not None:
+        payload["model_config"] = config
     atomic_save(payload, path)
 
 
