@@ -24,6 +24,7 @@ from .models import (
     mae_vit_base_patch16,
     mae_vit_huge_patch14,
     mae_vit_large_patch16,
+    mae_vit_mini_patch4,
     mae_vit_mini_patch8,
     mae_vit_small_patch16,
     mae_vit_tiny_patch8,
@@ -47,7 +48,7 @@ def __getattr__(name):
 __version__ = "0.1.0"
 
 __all__ = [
-    "CLASSIFIERS", "VisionTransformer", "create_classifier", "mae_vit_mini_patch8",
+    "CLASSIFIERS", "VisionTransformer", "create_classifier", "mae_vit_mini_patch4", "mae_vit_mini_patch8",
     "CONFIGS", "IMPL_NAME", "MAE", "Attention", "Block", "CheckpointError", "Encoder",
     "EncoderDecoder", "Mlp", "PatchEmbed", "UnsafeCheckpointError", "create_model",
     "get_1d_sincos_pos_embed", "get_2d_sincos_pos_embed", "load_checkpoint", "load_weights",

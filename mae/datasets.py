@@ -8,11 +8,14 @@ killed run resume exactly and a 2-process run equal a 1-process one.
     --data_path /datasets/imagenet      uses /datasets/imagenet/train (or the folder itself)
     --data_path builtin                 crops of 19 photographs that installed packages ship (3 channels)
     --data_path builtin:digits          scikit-learn's 8x8 handwritten digits (1 channel)
+    --data_path builtin:shifted-digits  the same digits, each scaled and placed anywhere on a 32x32 canvas
 
 Classification (linear probing, fine-tuning) reads labelled images: `train/` and `val/`
 folders of class sub-folders (the ImageNet layout), or builtin:digits with its fixed split.
 """
 
+import contextlib
+import functools
 import random
 import warnings
 from dataclasses import dataclass
@@ -20,17 +23,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import v2
 
-from .data import IMAGENET_MEAN, IMAGENET_STD, TRAINING_PHOTOS, sample_photo
+from .data import TRAINING_PHOTOS, channel_stats, sample_photo
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif"}
 
 
 def pretrain_transform(input_size, in_chans=3, scale=(0.2, 1.0)):
     """The paper's augmentation: RandomResizedCrop(scale 0.2-1, bicubic), horizontal flip, normalisation."""
-    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if in_chans == 3 else ((0.5,) * in_chans, (0.5,) * in_chans)
+    mean, std = channel_stats(in_chans)
     return v2.Compose([
         v2.RandomResizedCrop(input_size, scale=scale, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
         v2.RandomHorizontalFlip(),
@@ -45,20 +49,55 @@ def sample_seed(seed, epoch, index):
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
-class MaskedImages(torch.utils.data.Dataset):
-    """Wraps a list-like of PIL images; yields (image, masking noise), both fixed by (seed, epoch, index).
+class SeededSamples(torch.utils.data.Dataset):
+    """Base of the datasets here: every random choice for sample `index` in epoch `epoch` is a function of
+    (seed, epoch, index), so a run gives the same batches whatever its processes, workers or restarts.
 
-    A sample that cannot be read gives None (the collate function drops it, the trainer counts it).
+    Subclasses draw their random numbers inside `with self.seeded(index):`, and return `self.unreadable(index,
+    error)` for a sample that cannot be read (the collate function drops it, the trainer counts it).
     """
 
-    def __init__(self, images, input_size, num_patches, in_chans=3, seed=0, scale=(0.2, 1.0)):
-        self.images, self.num_patches, self.seed = images, num_patches, seed
-        self.transform = pretrain_transform(input_size, in_chans, scale)
-        self.mode = "RGB" if in_chans == 3 else "L"
-        self.epoch = 0
+    def __init__(self, seed=0):
+        self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch):
         self.epoch = epoch
+
+    @contextlib.contextmanager
+    def seeded(self, index):
+        """torch's, `random`'s and numpy's global generators seeded for this sample, then put back.
+
+        (Transforms draw from all three: torchvision from torch, timm's RandAugment from `random`.)
+        """
+        seed = sample_seed(self.seed, self.epoch, index)
+        state = random.getstate(), np.random.get_state()
+        try:
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                yield
+        finally:
+            random.setstate(state[0])
+            np.random.set_state(state[1])
+
+    @staticmethod
+    def unreadable(index, error):
+        """A corrupt or unreadable file: skip it, loudly."""
+        warnings.warn(f"skipping unreadable image #{index}: {error}", stacklevel=3)
+
+
+class MaskedImages(SeededSamples):
+    """Wraps a list-like of PIL images; yields (image, masking noise), both fixed by (seed, epoch, index).
+
+    `transform` replaces the paper's augmentation (pretrain_transform) where a dataset needs its own.
+    """
+
+    def __init__(self, images, input_size, num_patches, in_chans=3, seed=0, scale=(0.2, 1.0), transform=None):
+        super().__init__(seed)
+        self.images, self.num_patches = images, num_patches
+        self.transform = transform or pretrain_transform(input_size, in_chans, scale)
+        self.mode = "RGB" if in_chans == 3 else "L"
 
     def __len__(self):
         return len(self.images)
@@ -66,12 +105,9 @@ class MaskedImages(torch.utils.data.Dataset):
     def __getitem__(self, index):
         try:
             image = self.images[index].convert(self.mode)
-        except Exception as error:  # a corrupt or unreadable file: skip it, loudly
-            warnings.warn(f"skipping unreadable image #{index}: {error}", stacklevel=2)
-            return None
-        # The transforms draw from torch's global generator: seed it for this sample, then put it back.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, self.epoch, index))
+        except Exception as error:
+            return self.unreadable(index, error)
+        with self.seeded(index):
             image = self.transform(image)
             noise = torch.rand(self.num_patches)
         return image, noise
@@ -175,39 +211,110 @@ class Digits:
         return self.images[index]
 
 
+# --------------------------------------------------------------------------- shifted digits
+
+
+def place_on_canvas(digit, canvas=32, scale=(1.5, 2.5), generator=None):
+    """(C, h, w) image in [0, 1] -> (C, canvas, canvas): scaled by a random factor, pasted at a random place on black.
+
+    The random numbers come from `generator`, or from torch's global generator (which the datasets seed per sample).
+    """
+    low, high = scale
+    if round(digit.shape[-1] * high) > canvas:
+        raise ValueError(
+            f"a {digit.shape[-1]}-pixel image scaled up to {high}x does not fit a {canvas}-pixel canvas"
+        )
+    side = round(digit.shape[-1] * (low + (high - low) * torch.rand((), generator=generator).item()))
+    top, left = torch.randint(0, canvas - side + 1, (2,), generator=generator).tolist()
+    resized = F.interpolate(digit[None], size=(side, side), mode="bilinear", align_corners=False)[0]
+    placed = digit.new_zeros(digit.shape[0], canvas, canvas)
+    placed[:, top : top + side, left : left + side] = resized.clamp(0, 1)
+    return placed
+
+
+def shifted_digits_transform(canvas=32):
+    """Pretraining augmentation of builtin:shifted-digits: a new size and place for every sample, then normalisation."""
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            functools.partial(place_on_canvas, canvas=canvas),  # a partial, not a lambda: workers pickle it
+            v2.Normalize(*channel_stats(1)),
+        ]
+    )
+
+
+def place_digits(digits, generator, canvas=32):
+    """(N, 1, 8, 8) digits in [0, 1] -> (N, 1, canvas, canvas), each at its own random size and place, normalised."""
+    placed = torch.stack([place_on_canvas(digit, canvas, generator=generator) for digit in digits])
+    return (placed - 0.5) / 0.5
+
+
+def shifted_digits(split, seed=0, canvas=32):
+    """A split of the digits at fixed random sizes and places: (images (N, 1, canvas, canvas) normalised, labels (N,)).
+
+    `seed` fixes the placements, so every method compared on it sees the same images.
+    """
+    digits, labels = digit_tensors(split)
+    return place_digits(digits, torch.Generator().manual_seed(seed), canvas), labels
+
+
+def digit_tensors(split, per_class=None, seed=0):
+    """The 8x8 digits of a split as (images (N, 1, 8, 8) in [0, 1], labels (N,)); `per_class` keeps that many of each
+    class, chosen with `seed` (a few labels, for fine-tuning)."""
+    digits = Digits(split)
+    images = torch.tensor(np.stack([np.asarray(image) for image in digits.images]), dtype=torch.float32)[
+        :, None
+    ]
+    labels = torch.tensor(digits.labels)
+    if per_class is not None:
+        generator = torch.Generator().manual_seed(seed)
+        by_class = [(labels == c).nonzero()[:, 0] for c in range(Digits.num_classes)]
+        keep = torch.cat([idx[torch.randperm(len(idx), generator=generator)[:per_class]] for idx in by_class])
+        images, labels = images[keep], labels[keep]
+    return images / 255, labels
+
+
+def shifted_batch(digits, labels, batch_size, generator, canvas=32):
+    """A training batch of shifted digits: `batch_size` of `digits` (N, 1, 8, 8) drawn at random, each placed anew."""
+    chosen = torch.randint(0, len(digits), (batch_size,), generator=generator)
+    return place_digits(digits[chosen], generator, canvas), labels[chosen]
+
+
 def build_pretrain_dataset(data_path, input_size, num_patches, in_chans=3, seed=0):
     """The dataset that --data_path names (see the module docstring)."""
+    transform = None
     if data_path in (None, "", "builtin", "builtin:photos"):
         images = BundledPhotos()
-    elif data_path == "builtin:digits":
+    elif data_path in ("builtin:digits", "builtin:shifted-digits"):
         images = Digits("train")
+        if data_path == "builtin:shifted-digits":
+            transform = shifted_digits_transform(input_size)
     elif str(data_path).startswith("builtin:"):
         raise ValueError(
-            f"unknown built-in dataset {data_path!r}; use builtin, builtin:photos or builtin:digits"
+            f"unknown built-in dataset {data_path!r}; "
+            "use builtin, builtin:photos, builtin:digits or builtin:shifted-digits"
         )
     else:
         images = ImageFiles(data_path)
     scale = getattr(images, "crop_scale", (0.2, 1.0))  # the paper's, except for the built-in photographs
-    return MaskedImages(images, input_size, num_patches, in_chans, seed, scale)
+    return MaskedImages(images, input_size, num_patches, in_chans, seed, scale, transform)
 
 
 # --------------------------------------------------------------------------- labelled data
 
 
-class LabelledImages(torch.utils.data.Dataset):
+class LabelledImages(SeededSamples):
     """(image, label) pairs from a list-like of PIL images (or an ImageFolder), transformed per sample.
 
     As in pretraining, every random choice of sample `index` in epoch `epoch` (crop, flip,
-    RandAugment, random erasing) comes from generators seeded by (seed, epoch, index), so runs
-    resume exactly and do not depend on the number of processes or workers.
+    RandAugment, random erasing) is fixed by (seed, epoch, index), so runs resume exactly and
+    do not depend on the number of processes or workers.
     """
 
     def __init__(self, images, labels, transform, mode, seed=0):
-        self.images, self.labels, self.transform, self.mode, self.seed = images, labels, transform, mode, seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch):
-        self.epoch = epoch
+        super().__init__(seed)
+        self.images, self.labels, self.transform, self.mode = images, labels, transform, mode
 
     def __len__(self):
         return len(self.labels)
@@ -217,19 +324,9 @@ class LabelledImages(torch.utils.data.Dataset):
             image = self.images[index]
             image = (image[0] if isinstance(image, tuple) else image).convert(self.mode)
         except Exception as error:
-            warnings.warn(f"skipping unreadable image #{index}: {error}", stacklevel=2)
-            return None
-        seed = sample_seed(self.seed, self.epoch, index)
-        state = random.getstate(), np.random.get_state()
-        try:  # timm's RandAugment draws from `random`, random erasing from torch
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                image = self.transform(image)
-        finally:
-            random.setstate(state[0])
-            np.random.set_state(state[1])
+            return self.unreadable(index, error)
+        with self.seeded(index):
+            image = self.transform(image)
         return image, torch.tensor(self.labels[index])
 
 
@@ -255,7 +352,7 @@ def load_labelled(data_path):
     if data_path == "builtin:digits":
         train, val = Digits("train"), Digits("val")
         return LabelledData(train.images, train.labels, val.images, val.labels, Digits.num_classes, 1,
-                            (0.5,), (0.5,), hflip=0.0, crop_pct=1.0, min_scale=0.5)  # fmt: skip
+                            *channel_stats(1), hflip=0.0, crop_pct=1.0, min_scale=0.5)  # fmt: skip
     if str(data_path).startswith("builtin"):
         raise ValueError(f"no labels for {data_path!r}; the built-in labelled data is builtin:digits")
     from torchvision.datasets import ImageFolder
@@ -269,9 +366,7 @@ def load_labelled(data_path):
     train, val = ImageFolder(root / "train"), ImageFolder(root / "val")
     if train.classes != val.classes:
         raise ValueError(f"train/ and val/ of {root} have different class folders")
-    return LabelledData(
-        train, train.targets, val, val.targets, len(train.classes), 3, IMAGENET_MEAN, IMAGENET_STD
-    )
+    return LabelledData(train, train.targets, val, val.targets, len(train.classes), 3, *channel_stats(3))
 
 
 def eval_transform(data, input_size):

@@ -8,18 +8,16 @@ import torch
 import torch.nn.functional as F
 
 from .linprobe import lars, probe_head
+from .models import evaluating
 
 
 @torch.no_grad()
 def extract_features(model, images, batch_size=256):
     """(N, C, H, W) images -> (N, D) features from model.forward_features (eval mode)."""
-    was_training = model.training
-    model.eval()
-    features = torch.cat(
-        [model.forward_features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-    )
-    model.train(was_training)
-    return features
+    with evaluating(model):
+        return torch.cat(
+            [model.forward_features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+        )
 
 
 @torch.no_grad()
@@ -57,3 +55,30 @@ def probe_accuracy(
     head.eval()
     with torch.no_grad():
         return (head(test_features).argmax(1) == test_labels).float().mean().item()
+
+
+def finetune_accuracy(
+    model, make_batch, val_images, val_labels, steps=200, lr=5e-4, weight_decay=0.05, seed=0
+):
+    """Fine-tune every weight of a classifier on batches from make_batch(generator) -> (images, labels); its accuracy.
+
+    AdamW with a cosine schedule, no warm-up: a small in-memory stand-in for `mae.finetune`, so that starting
+    points (pretrained or not) can be compared in seconds on the same batches.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    model.train()
+    for _ in range(steps):
+        images, labels = make_batch(generator)
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    model.eval()
+    with torch.no_grad():
+        predictions = torch.cat(
+            [model(val_images[i : i + 256]).argmax(1) for i in range(0, len(val_images), 256)]
+        )
+    return (predictions == val_labels).float().mean().item()

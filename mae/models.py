@@ -5,7 +5,10 @@
 probing and fine-tuning (the official `--model vit_base_patch16` of main_finetune.py).
 """
 
+import contextlib
 import inspect
+
+from torch import nn
 
 import solutions
 
@@ -24,6 +27,9 @@ CONFIGS = {
                                 decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4),
     # The shipped checkpoints' architecture (see checkpoints/README.md): a few MB in float16.
     "mae_vit_mini_patch8": dict(img_size=64, patch_size=8, embed_dim=128, depth=4, num_heads=4,
+                                decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4),
+    # The same with 4x4 patches of 32x32 images (64 per image): the shifted digits of notebook 11.
+    "mae_vit_mini_patch4": dict(img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4,
                                 decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4),
 }  # fmt: skip
 CLASSIFIERS = [name.removeprefix("mae_") for name in CONFIGS]  # vit_base_patch16, ...
@@ -48,7 +54,18 @@ def constructor_defaults(cls=solutions.MAE):
 ENCODER_KEYS = tuple(constructor_defaults(solutions.Encoder))  # img_size, patch_size, ..., drop_path_rate
 
 
-def create_model(name, *, reference=False, **overrides):
+@contextlib.contextmanager
+def evaluating(model):
+    """model.eval() for the block, then the mode it had before (training or not)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def create_model(name: str, *, reference: bool = False, **overrides) -> nn.Module:
     """Build the MAE called `name` (see CONFIGS), e.g. create_model("mae_vit_base_patch16", norm_pix_loss=True).
 
     Its classes come from the selected implementation (see mae.impl), or from solutions/ with reference=True.
@@ -60,8 +77,14 @@ def create_model(name, *, reference=False, **overrides):
 
 
 def create_classifier(
-    name, num_classes=1000, global_pool=True, drop_path_rate=0.0, *, reference=False, **overrides
-):
+    name: str,
+    num_classes: int = 1000,
+    global_pool: bool = True,
+    drop_path_rate: float = 0.0,
+    *,
+    reference: bool = False,
+    **overrides,
+) -> nn.Module:
     """The encoder of `mae_<name>` as a classifier, e.g. create_classifier("vit_base_patch16", drop_path_rate=0.1)."""
     if name not in CLASSIFIERS:
         raise ValueError(f"unknown classifier {name!r}; choose one of: {', '.join(CLASSIFIERS)}")
@@ -97,3 +120,7 @@ def mae_vit_tiny_patch8(**overrides):
 
 def mae_vit_mini_patch8(**overrides):
     return create_model("mae_vit_mini_patch8", **overrides)
+
+
+def mae_vit_mini_patch4(**overrides):
+    return create_model("mae_vit_mini_patch4", **overrides)

@@ -1,6 +1,6 @@
-"""Make the three small checkpoints that ship in checkpoints/, with this project's own pretraining.
+"""Make the four small checkpoints that ship in checkpoints/, with this project's own pretraining.
 
-    python scripts/make_checkpoints.py [name ...]     (make checkpoints; about 40 minutes on a CPU)
+    python scripts/make_checkpoints.py [name ...]     (make checkpoints; about 55 minutes on a CPU)
 
 Each is `python -m mae.pretrain` on built-in data with the flags below, on the CPU, float32,
 seeded; the last checkpoint is then reduced to what the notebooks need: the weights rounded
@@ -9,7 +9,8 @@ configuration, and the run's arguments and final loss. Training runs in output/c
 and resumes if interrupted. On the same torch build the result is the same bit for bit.
 For the pixel-target photo model it then prints its error on removed patches against the
 classical fills (mae.inpainting) and the held-out error of the checkpoints kept during the
-run, against training minutes (also in output/checkpoints/<name>/curve.json).
+run, against training minutes (also in output/checkpoints/<name>/curve.json). For the shifted-digits
+model it prints notebook 11's comparison over three seeds (mae.shifted_digits).
 """
 
 import argparse
@@ -26,13 +27,14 @@ sys.path.insert(0, str(ROOT))
 from mae import pretrain  # noqa: E402
 from mae.checkpoint import atomic_save, read_checkpoint  # noqa: E402
 
-COMMON = ["--model", "mae_vit_mini_patch8", "--device", "cpu", "--num_workers", "0", "--norm_pix_loss",
-          "--lr", "1e-3", "--warmup_epochs", "2", "--save_every", "100", "--log_every", "20"]  # fmt: skip
+CPU = "--device cpu --num_workers 0".split()
 # 64x64 crops of the 19 training photographs (`--data_path builtin`, data.TRAINING_PHOTOS): 64 patches of 8x8.
 # 32 crops a step, 32 steps an epoch; one log line an epoch; checkpoint-<N>.pth kept every 15 epochs (the curve).
-PHOTOS = ["--model", "mae_vit_mini_patch8", "--device", "cpu", "--num_workers", "0", "--data_path", "builtin",
-          "--input_size", "64", "--batch_size", "32", "--epochs", "150", "--warmup_epochs", "5", "--lr", "1.5e-3",
-          "--save_every", "256", "--log_every", "32", "--save_epochs", "15"]  # fmt: skip
+PHOTOS = [
+    *("--model mae_vit_mini_patch8".split() + CPU),
+    *"--data_path builtin --input_size 64 --batch_size 32 --epochs 150 --warmup_epochs 5 --lr 1.5e-3".split(),
+    *"--save_every 256 --log_every 32 --save_epochs 15".split(),
+]
 RUNS = {
     # Pixel targets, as the official demo's visualisation checkpoints: the figure shows the model's own output,
     # and its error in pixels is compared with classical inpainting (mae.inpainting; notebook 10).
@@ -41,16 +43,17 @@ RUNS = {
     "mae_mini_photos": [*PHOTOS, "--norm_pix_loss"],
     # scikit-learn's digits (training split only) at 32x32: 16 patches, for probing and fine-tuning (11, 12).
     "mae_mini_digits": [
-        *COMMON,
-        "--data_path",
-        "builtin:digits",
-        "--input_size",
-        "32",
-        "--batch_size",
-        "32",
-        "--epochs",
-        "40",
-    ],  # fmt: skip
+        *("--model mae_vit_mini_patch8".split() + CPU),
+        *"--norm_pix_loss --lr 1e-3 --warmup_epochs 2 --save_every 100 --log_every 20".split(),
+        *"--data_path builtin:digits --input_size 32 --batch_size 32 --epochs 40".split(),
+    ],
+    # The same digits scaled 1.5-2.5x and placed anywhere on a 32x32 canvas (a new place every time): 64 patches of
+    # 4x4, where raw pixels are a poor representation (notebook 11).
+    "mae_mini_shifted_digits": [
+        *("--model mae_vit_mini_patch4".split() + CPU),
+        *"--data_path builtin:shifted-digits --input_size 32 --batch_size 64 --epochs 60 --warmup_epochs 3".split(),
+        *"--lr 1.5e-3 --norm_pix_loss --save_every 200 --log_every 22".split(),
+    ],
 }
 
 
@@ -77,6 +80,8 @@ def release(name, flags, work_dir, out_dir):
     )
     if args.data_path == "builtin" and not args.norm_pix_loss:  # pixel targets: scored in pixels
         report_reconstruction(name, work_dir / name, out_dir / f"{name}.pth")
+    if args.data_path == "builtin:shifted-digits":
+        report_shifted_digits(name, out_dir / f"{name}.pth")
 
 
 def training_minutes(log, images_per_step):
@@ -117,6 +122,25 @@ def report_reconstruction(name, run_dir, shipped):
             f"  after {curve[-1]['epochs']:4d} epochs ({step} steps, {minutes[step]:5.1f} min): held-out MSE {mse:.4f}"
         )
     (run_dir / "curve.json").write_text(json.dumps(curve, indent=1))
+
+
+def report_shifted_digits(name, shipped, seeds=(0, 1, 2)):
+    """Notebook 11's numbers over three seeds: frozen features (k-NN, linear probe) and fine-tuning with 100 labels."""
+    from mae import shifted_digits as study
+
+    runs = [study.frozen(shipped, seed) for seed in seeds]
+    for features in study.FEATURES:
+        knn, probe = zip(*[run[features] for run in runs])
+        print(
+            f"{name}, frozen {features}: k-NN {study.mean_and_spread(knn)}, probe {study.mean_and_spread(probe)}"
+        )
+    for start, pretrained in zip(study.STARTS, (True, False), strict=True):
+        accuracies = [study.finetune(shipped, seed, pretrained) for seed in seeds]
+        print(
+            f"{name}, fine-tuned {start}: {study.mean_and_spread(accuracies)} ({[round(a, 3) for a in accuracies]})"
+        )
+    pixels = [study.pixels_knn_few_labels(seed) for seed in seeds]
+    print(f"{name}, raw pixels k-NN with the same 100 labels: {study.mean_and_spread(pixels)}")
 
 
 def main(argv=None):

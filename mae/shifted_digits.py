@@ -1,0 +1,76 @@
+"""The shifted-digits study of notebook 11: does MAE pretraining help where raw pixels are a poor representation?
+
+scikit-learn's digits, each scaled 1.5-2.5x and placed at a random spot of a 32x32 canvas (mae.datasets.
+shifted_digits). Two questions, each answered for one seed (placements, labelled subset, probe and fine-tuning
+order) at a time, so that notebook 11, `make checkpoints` and the tests compute the same numbers:
+
+- `frozen`: k-NN and linear-probe accuracy of frozen features: the MAE encoder, the same encoder at random
+  initialisation, and the raw pixels, trained on all 1,437 training digits;
+- `finetune`: every weight trained on a few labelled digits, from the MAE encoder or from scratch.
+"""
+
+import torch
+
+from .classify import load_pretrained_encoder
+from .datasets import digit_tensors, place_digits, shifted_batch, shifted_digits
+from .evaluation import extract_features, finetune_accuracy, knn_accuracy, probe_accuracy
+from .models import create_classifier
+
+ARCHITECTURE = "vit_mini_patch4"  # the encoder of checkpoints/mae_mini_shifted_digits.pth: 64 patches of 4x4
+FEATURES = ("MAE-pretrained", "random init", "raw pixels")
+STARTS = ("from the MAE encoder", "from scratch (random init)")
+
+
+def encoder(checkpoint, pretrained, num_classes=0, seed=0):
+    """The classifier on top of the MAE encoder (mean of the patch tokens), from `checkpoint` or at random init."""
+    torch.manual_seed(seed)
+    model = create_classifier(ARCHITECTURE, num_classes=num_classes, global_pool=True, in_chans=1)
+    if pretrained:
+        load_pretrained_encoder(model, checkpoint)
+    return model
+
+
+def splits(seed):
+    """All training and validation digits at the sizes and places this seed gives them."""
+    return shifted_digits("train", seed=1000 + seed), shifted_digits("val", seed=2000 + seed)
+
+
+def frozen(checkpoint, seed, k=20, probe_epochs=100):
+    """{features: (k-NN accuracy, linear-probe accuracy)} on the validation digits, for one seed."""
+    (train_x, train_y), (val_x, val_y) = splits(seed)
+    features = {"raw pixels": (train_x.flatten(1), val_x.flatten(1))}
+    for name, pretrained in (("MAE-pretrained", True), ("random init", False)):
+        model = encoder(checkpoint, pretrained, seed=seed)
+        features[name] = extract_features(model, train_x), extract_features(model, val_x)
+    results = {}
+    for name in FEATURES:
+        train_f, val_f = features[name]
+        knn = knn_accuracy(train_f, train_y, val_f, val_y, k=k)
+        results[name] = knn, probe_accuracy(train_f, train_y, val_f, val_y, epochs=probe_epochs, seed=seed)
+    return results
+
+
+def finetune(checkpoint, seed, pretrained, labels_per_class=10, steps=150, batch_size=64, lr=1e-3):
+    """Validation accuracy after fine-tuning every weight on `labels_per_class` labelled digits of each class,
+    each placed anew at every step (the same batches for both starting points)."""
+    few_x, few_y = digit_tensors("train", per_class=labels_per_class, seed=seed)  # (10 * per_class, 1, 8, 8)
+    _, (val_x, val_y) = splits(seed)
+    model = encoder(checkpoint, pretrained, num_classes=10, seed=seed)
+    batches = lambda generator: shifted_batch(few_x, few_y, batch_size, generator)  # noqa: E731
+    return finetune_accuracy(model, batches, val_x, val_y, steps=steps, lr=lr, seed=seed)
+
+
+def pixels_knn_few_labels(seed, labels_per_class=10, k=20):
+    """k-NN on raw pixels with only the fine-tuning's labelled digits (each placed once): the same labels."""
+    few_x, few_y = digit_tensors("train", per_class=labels_per_class, seed=seed)
+    _, (val_x, val_y) = splits(seed)
+    placed = place_digits(few_x, torch.Generator().manual_seed(seed))
+    return knn_accuracy(placed.flatten(1), few_y, val_x.flatten(1), val_y, k=k)
+
+
+def mean_and_spread(values):
+    """'41.2% ± 3.0%': the mean and the standard deviation over seeds (one seed: its value)."""
+    values = torch.tensor(values, dtype=torch.float64)
+    if len(values) == 1:
+        return f"{values.item():6.1%}"
+    return f"{values.mean().item():6.1%} ± {values.std().item():4.1%}"
