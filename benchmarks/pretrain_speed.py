@@ -94,8 +94,10 @@ def linear_layers_floor(model, args, device, dtype, trials=5, repeats=5):
     B, L = args.batch_size, model.patch_embed.num_patches
     visible = 1 + int(L * (1 - args.mask_ratio))
     shapes = {}
-    for rows, width, depth in ((B * visible, model.cls_token.shape[-1], len(model.blocks)),
-                               (B * (1 + L), model.mask_token.shape[-1], len(model.decoder_blocks))):  # fmt: skip
+    for rows, width, depth in (
+        (B * visible, model.cls_token.shape[-1], len(model.blocks)),
+        (B * (1 + L), model.mask_token.shape[-1], len(model.decoder_blocks)),
+    ):
         for k, n in (
             (width, 3 * width),
             (width, width),
@@ -143,8 +145,9 @@ def run_variant(name, settings, args, device):
     model = create_model(args.model, img_size=args.input_size).to(device)
     for block in [*model.blocks, *model.decoder_blocks]:
         block.attn.fused_attn = settings["sdpa"]
-    optimizer = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-4, betas=(0.9, 0.95),
-                                  fused=True if settings["fused_adamw"] else None)  # fmt: skip
+    optimizer = torch.optim.AdamW(
+        param_groups(model, 0.05), lr=1e-4, betas=(0.9, 0.95), fused=True if settings["fused_adamw"] else None
+    )
     if device.type == "cuda":
         dtype = torch.bfloat16 if settings["bf16"] else torch.float16
     else:
@@ -209,8 +212,9 @@ def run_end_to_end(name, args, device, gpu_decode):
     torch.manual_seed(0)
     model = create_model(args.model, img_size=args.input_size).to(device)
     settings = production(device)
-    optimizer = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-4, betas=(0.9, 0.95),
-                                  fused=True if settings["fused_adamw"] else None)  # fmt: skip
+    optimizer = torch.optim.AdamW(
+        param_groups(model, 0.05), lr=1e-4, betas=(0.9, 0.95), fused=True if settings["fused_adamw"] else None
+    )
     dtype = amp_dtype(argparse.Namespace(amp=None), device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     L = model.patch_embed.num_patches
@@ -312,27 +316,35 @@ def main(argv=None):
             row["vs_synthetic"] = row["images_per_s"] / results[-1]["images_per_s"]
             results.append(row)
 
-    print(f"{args.model}, image {args.input_size}, batch {args.batch_size}, mask {args.mask_ratio}, {hardware}, "
-          f"median of {args.rounds} rotated rounds of {args.steps} steps; "
-          f"ceiling ({ceiling_name}, measured) {ceiling / 1e12:.3f} TFLOP/s; torch {torch.__version__}")  # fmt: skip
+    print(
+        f"{args.model}, image {args.input_size}, batch {args.batch_size}, mask {args.mask_ratio}, {hardware}, "
+        f"median of {args.rounds} rotated rounds of {args.steps} steps; "
+        f"ceiling ({ceiling_name}, measured) {ceiling / 1e12:.3f} TFLOP/s; torch {torch.__version__}"
+    )
     print(
         f"{'variant':18s} {'images/s':>10s} {'GFLOP/img':>10s} {'TFLOP/s':>9s} {'MFU':>7s} {'peak GiB':>9s} {'vs baseline':>12s}"
     )
     for r in results:
         achieved = r["images_per_s"] * r["flops_per_image"]
         r.update(tflops=achieved / 1e12, mfu=achieved / ceiling, speedup=r["images_per_s"] / baseline)
-        print(f"{r['variant']:18s} {r['images_per_s']:10.1f} {r['flops_per_image'] / 1e9:10.2f} {r['tflops']:9.3f} "
-              f"{r['mfu']:7.1%} {r['peak_memory_gib']:9.2f} {r['speedup']:11.2f}x"
-              + (f"  ({r['vs_synthetic']:.0%} of production on synthetic data)" if "vs_synthetic" in r else ""))  # fmt: skip
+        print(
+            f"{r['variant']:18s} {r['images_per_s']:10.1f} {r['flops_per_image'] / 1e9:10.2f} {r['tflops']:9.3f} "
+            f"{r['mfu']:7.1%} {r['peak_memory_gib']:9.2f} {r['speedup']:11.2f}x"
+            + (f"  ({r['vs_synthetic']:.0%} of production on synthetic data)" if "vs_synthetic" in r else "")
+        )
     at_ceiling = ceiling / results[0]["flops_per_image"]
-    print(f"{'at the ceiling':18s} {at_ceiling:10.1f} {'':10s} {ceiling / 1e12:9.3f} {1:7.1%} {'':9s} "
-          f"{at_ceiling / baseline:11.2f}x")  # fmt: skip
+    print(
+        f"{'at the ceiling':18s} {at_ceiling:10.1f} {'':10s} {ceiling / 1e12:9.3f} {1:7.1%} {'':9s} "
+        f"{at_ceiling / baseline:11.2f}x"
+    )
     model = create_model(args.model, img_size=args.input_size)
     floor = linear_layers_floor(
         model, args, device, torch.bfloat16 if device.type == "cuda" else torch.float32
     )
-    print(f"{'linear layers only':18s} {floor:10.1f}   (the blocks' matrix products alone, at the rate reached for "
-          f"their shapes here: {floor / baseline:.2f}x the baseline)")  # fmt: skip
+    print(
+        f"{'linear layers only':18s} {floor:10.1f}   (the blocks' matrix products alone, at the rate reached for "
+        f"their shapes here: {floor / baseline:.2f}x the baseline)"
+    )
     if args.json:
         args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "hardware": hardware,
                                          "ceiling_flops": ceiling, "linear_layers_images_per_s": floor,

@@ -19,11 +19,19 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .impl import components
 
 DECODER_PREFIXES = ("mask_token", "decoder_")
 HEAD_PREFIXES = ("head.", "fc_norm.")
+
+
+def count_blocks(state, prefix="blocks."):
+    """How many transformer blocks a state dict holds under `prefix` ("blocks." or "decoder_blocks.")."""
+    return len({k.split(".")[1] for k in state if k.startswith(prefix)})
+
+
 # Wrappers that prefix parameter names: DistributedDataParallel and torch.compile.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
@@ -36,7 +44,7 @@ class UnsafeCheckpointError(CheckpointError):
     """A checkpoint whose pickle would import or call arbitrary Python objects."""
 
 
-def read_checkpoint(path, map_location="cpu"):
+def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """Load a checkpoint file without executing code from it; errors name the file.
 
     A .safetensors file, or a Hugging Face model folder (config.json + model.safetensors), gives a dict of the
@@ -114,12 +122,11 @@ def architecture(state):
             parts.append(
                 f"embed_dim={weight.shape[0]}, a Linear patch embedding of {weight.shape[-1]} values"
             )
-    depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
-    parts.append(f"depth={depth}")
+    parts.append(f"depth={count_blocks(state)}")
     if "pos_embed" in state:
         parts.append(f"{state['pos_embed'].shape[1] - 1} patches")
     if "decoder_embed.weight" in state:
-        decoder_depth = len({k.split(".")[1] for k in state if k.startswith("decoder_blocks.")})
+        decoder_depth = count_blocks(state, "decoder_blocks.")
         parts.append(
             f"decoder_embed_dim={state['decoder_embed.weight'].shape[0]}, decoder_depth={decoder_depth}"
         )
@@ -246,7 +253,7 @@ def fit_patch_embed(model_state, state):
     return state
 
 
-def load_weights(model, state, source="the weights"):
+def load_weights(model: nn.Module, state: dict, source: str = "the weights") -> nn.Module:
     """model.load_state_dict(state), strictly, after fit_patch_embed; a mismatch raises CheckpointError with
     every difference explained. Returns the model."""
     model_state = model.state_dict()
@@ -282,8 +289,14 @@ def check_finite(state, source):
 
 
 def load_checkpoint(
-    model, path, *, encoder_only=False, strict=True, resize_pos_embed=False, map_location="cpu"
-):
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    encoder_only: bool = False,
+    strict: bool = True,
+    resize_pos_embed: bool = False,
+    map_location="cpu",
+) -> dict:
     """Load official or own MAE weights into `model`; returns the whole checkpoint dict.
 
     encoder_only=True accepts a checkpoint without decoder (the official pretrain
@@ -413,7 +426,7 @@ def link_or_copy(source, target):
 CHECKPOINT_FORMATS = ("pth", "safetensors")
 
 
-def save_checkpoint(path, model, format=None, **extra):
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, format: str | None = None, **extra) -> None:
     """Write {"model": weights, "model_config": constructor arguments, **extra} atomically.
 
     format="safetensors" (the default for a path ending in .safetensors) writes the weights as a safetensors
@@ -452,7 +465,7 @@ def infer_config(state, checkpoint=None):
     if "patch_embed.proj.weight" not in state:
         raise CheckpointError("no patch embedding in the checkpoint: not an MAE or ViT state dict")
     width, in_chans, patch, _ = state["patch_embed.proj.weight"].shape
-    depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+    depth = count_blocks(state)
     matches = [
         c for c in CONFIGS.values() if (c["embed_dim"], c["depth"], c["patch_size"]) == (width, depth, patch)
     ]
@@ -465,14 +478,14 @@ def infer_config(state, checkpoint=None):
     config["img_size"] = math.isqrt(state["pos_embed"].shape[1] - 1) * patch
     if "decoder_embed.weight" in state:
         config["decoder_embed_dim"] = state["decoder_embed.weight"].shape[0]
-        config["decoder_depth"] = len({k.split(".")[1] for k in state if k.startswith("decoder_blocks.")})
+        config["decoder_depth"] = count_blocks(state, "decoder_blocks.")
     args = checkpoint.get("args") if isinstance(checkpoint, dict) else None
     config["norm_pix_loss"] = bool(getattr(args, "norm_pix_loss", False) if not isinstance(args, dict)
                                    else args.get("norm_pix_loss", False))  # fmt: skip
     return config
 
 
-def model_from_checkpoint(path, map_location="cpu"):
+def model_from_checkpoint(path: str | os.PathLike, map_location="cpu") -> nn.Module:
     """Rebuild and load a whole MAE (encoder and decoder) from a checkpoint.
 
     This project's checkpoints record their architecture; for official ones (the

@@ -27,6 +27,7 @@ import io
 import re
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -177,6 +178,12 @@ def _noise(n, length, seed=1):
     return torch.rand(n, length, generator=torch.Generator().manual_seed(seed))
 
 
+def _square_then_rectangular(check_on, cls, seed, summary):
+    """check_on(cls, config, seed) on square images, every part; then, optionally, on rectangular ones; the ✓ line."""
+    check_on(cls, TINY, seed=seed, parts=True)
+    _ok(summary + _optional(RECT, lambda: check_on(cls, TINY_RECT, seed=seed + 1)))
+
+
 def _optional(label, run):
     """Check an extension the official code lacks (rectangular images, other channel counts).
 
@@ -279,7 +286,7 @@ def _check_patch_embed_on(PatchEmbed, kwargs, seed):
     _compare("PatchEmbed output", got, want, ("image", "patch", "channel"), mistakes)
 
 
-def check_patch_embed(PatchEmbed):
+def check_patch_embed(PatchEmbed: type) -> None:
     _check_patch_embed_on(PatchEmbed, PATCH_EMBED, seed=10)
     note = _optional(
         "(16, 24) images with 2 channels",
@@ -309,9 +316,10 @@ def _sincos(dim, grid_h, grid_w, denominator=None, interleave=False, grows=False
     omega = 10000.0 ** (k / (denominator or dim / 4))
     omega = omega if grows else 1 / omega
     rows, cols = torch.meshgrid(
-        torch.arange(grid_h, dtype=torch.float64), torch.arange(grid_w, dtype=torch.float64),
+        torch.arange(grid_h, dtype=torch.float64),
+        torch.arange(grid_w, dtype=torch.float64),
         indexing="xy" if xy else "ij",
-    )  # fmt: skip
+    )
 
     def one_d(pos):
         angles = pos.reshape(-1, 1) * omega
@@ -378,7 +386,7 @@ def _check_pos_embed_on(get_2d_sincos_pos_embed, dim, grid, cls_token):
     _compare(call, got, want, axes, mistakes)
 
 
-def check_pos_embed(get_2d_sincos_pos_embed):
+def check_pos_embed(get_2d_sincos_pos_embed: Callable) -> None:
     _check_pos_embed_on(get_2d_sincos_pos_embed, 16, 4, cls_token=True)
     _check_pos_embed_on(get_2d_sincos_pos_embed, 8, 3, cls_token=False)
     note = _optional(
@@ -421,7 +429,7 @@ def _own_order_of_mask(n_removed, len_keep, cause):
     return hint
 
 
-def check_random_masking(random_masking):
+def check_random_masking(random_masking: Callable) -> None:
     x = _inputs(2, 10, 3)
     noise = _noise(2, 10)
     ratio = 0.65  # keeps int(10 * 0.35) = 3 patches, while round() would keep 4
@@ -564,7 +572,7 @@ def _attention_weights_variants(attn, x):
 PATHS = {True: "fused path, fused_attn=True", False: "explicit path, fused_attn=False"}
 
 
-def check_attention(Attention):
+def check_attention(Attention: type) -> None:
     reference = _randomise(ref.Attention(12, num_heads=3), seed=20).eval()
     yours = _call("Attention(12, num_heads=3)", Attention, 12, num_heads=3)
     _copy_weights("Attention", reference, yours)
@@ -627,14 +635,16 @@ def _mlp_variants(mlp, x):
     fc1, fc2 = mlp.fc1, mlp.fc2
     return [
         (fc2(F.relu(fc1(x))), "the MLP uses ReLU; MAE's ViT uses GELU: Linear -> nn.GELU() -> Linear"),
-        (fc2(F.gelu(fc1(x), approximate="tanh")),
-         "the MLP uses the tanh approximation of GELU; use the exact one, nn.GELU() (approximate=\"none\"), as timm's ViT"),
+        (
+            fc2(F.gelu(fc1(x), approximate="tanh")),
+            'the MLP uses the tanh approximation of GELU; use the exact one, nn.GELU() (approximate="none"), as timm\'s ViT',
+        ),
         (fc2(fc1(x)), "the MLP has no activation: Linear -> GELU -> Linear"),
         (F.gelu(fc2(F.gelu(fc1(x)))), "the activation goes only between fc1 and fc2, not after fc2"),
-    ]  # fmt: skip
+    ]
 
 
-def check_block(Block):
+def check_block(Block: type) -> None:
     reference = _randomise(ref.Block(12, num_heads=3, mlp_ratio=2.0), seed=30).eval()
     yours = _call("Block(12, num_heads=3, mlp_ratio=2.0)", Block, 12, num_heads=3, mlp_ratio=2.0)
     _copy_weights("Block", reference, yours)
@@ -850,10 +860,9 @@ def _check_encoder_on(MAE, config, seed, parts=False):
     )
 
 
-def check_encoder(MAE):
-    _check_encoder_on(MAE, TINY, seed=40, parts=True)
-    note = _optional(RECT, lambda: _check_encoder_on(MAE, TINY_RECT, seed=41))
-    _ok(f"forward_encoder: position, then masking, then CLS; 1 + 4 of 16 tokens through the blocks{note}")
+def check_encoder(MAE: type) -> None:
+    summary = "forward_encoder: position, then masking, then CLS; 1 + 4 of 16 tokens through the blocks"
+    _square_then_rectangular(_check_encoder_on, MAE, 40, summary)
 
 
 def _check_decoder_on(MAE, config, seed, parts=False):
@@ -917,10 +926,9 @@ def _blocks(blocks, x):
     return x
 
 
-def check_decoder(MAE):
-    _check_decoder_on(MAE, TINY, seed=50, parts=True)
-    note = _optional(RECT, lambda: _check_decoder_on(MAE, TINY_RECT, seed=51))
-    _ok(f"forward_decoder: mask tokens appended, unshuffled with ids_restore, one prediction per patch{note}")
+def check_decoder(MAE: type) -> None:
+    summary = "forward_decoder: mask tokens appended, unshuffled with ids_restore, one prediction per patch"
+    _square_then_rectangular(_check_decoder_on, MAE, 50, summary)
 
 
 def _loss_mistakes(pred, target, mask, C, p):
@@ -1023,13 +1031,9 @@ def _check_mae_on(MAE, config, seed, parts=False):
         _compare("forward: loss (norm_pix_loss=True)", _tensor("loss", got[0]).reshape(()), want_loss, ())
 
 
-def check_mae(MAE):
-    _check_mae_on(MAE, TINY, seed=60, parts=True)
-    note = _optional(RECT, lambda: _check_mae_on(MAE, TINY_RECT, seed=61))
-    _ok(
-        "MAE: patchify 'nhwpqc' and its inverse, loss on masked patches only (norm_pix_loss off and on), "
-        f"forward{note}"
-    )
+def check_mae(MAE: type) -> None:
+    summary = "MAE: patchify 'nhwpqc' and its inverse, loss on masked patches only (norm_pix_loss off and on), forward"
+    _square_then_rectangular(_check_mae_on, MAE, 60, summary)
 
 
 # --------------------------------------------------------------------------- 12 the classifier
@@ -1092,13 +1096,9 @@ def _check_classifier_on(VisionTransformer, config, seed, parts=False):
             )  # fmt: skip
 
 
-def check_classifier(VisionTransformer):
-    _check_classifier_on(VisionTransformer, TINY, seed=70, parts=True)
-    note = _optional(RECT, lambda: _check_classifier_on(VisionTransformer, TINY_RECT, seed=71))
-    _ok(
-        "VisionTransformer: every patch seen, CLS token (probe) or pooled patches + fc_norm (fine-tune), "
-        f"then head{note}"
-    )
+def check_classifier(VisionTransformer: type) -> None:
+    summary = "VisionTransformer: every patch seen, CLS token (probe) or pooled patches + fc_norm (fine-tune), then head"
+    _square_then_rectangular(_check_classifier_on, VisionTransformer, 70, summary)
 
 
 # --------------------------------------------------------------------------- the terminal runner
@@ -1116,7 +1116,7 @@ STEPS = {  # step -> (its notebook, the check, which object of the implementatio
 }
 
 
-def run_checks(steps=None, impl=None):
+def run_checks(steps: list[str] | None = None, impl: str | None = None) -> dict[str, str | None]:
     """Run the checks of `steps` (all by default); returns {step: error message, or None if it passes}.
 
     impl is "exercises" or "solutions"; None reads $MAE_IMPL, else your exercises/ (see mae.impl).

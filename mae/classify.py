@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from . import distributed
 from .checkpoint import (
     DECODER_PREFIXES,
+    HEAD_PREFIXES,
     CheckpointError,
     atomic_save,
     check_finite,
@@ -26,8 +27,8 @@ from .checkpoint import (
     state_dict_from,
 )
 from .datasets import LabelledImages, collate_skipping_unreadable, eval_transform, load_labelled
-from .engine import Job, add_engine_args, fit, read_json_lines, seed_everything
-from .models import CLASSIFIERS
+from .engine import Job, add_engine_args, autocast, fit, read_json_lines, scaled_lr, seed_everything
+from .models import CLASSIFIERS, evaluating
 
 
 def get_args_parser(description, presets, **defaults):
@@ -58,14 +59,6 @@ def get_args_parser(description, presets, **defaults):
     return p
 
 
-def parse_args(parser, presets, argv=None):
-    """Two passes: a --preset sets defaults, then the command line overrides them."""
-    known, _ = parser.parse_known_args(argv)
-    if known.preset:
-        parser.set_defaults(**presets[known.preset])
-    return parser.parse_args(argv)
-
-
 def finish_args(args, context):
     if args.warmup_epochs >= args.epochs and not args.eval and context.is_main:
         print(f"warning: --warmup_epochs {args.warmup_epochs:g} >= --epochs {args.epochs}: the learning rate "
@@ -79,7 +72,7 @@ def finish_args(args, context):
             )
         args.accum_iter = args.effective_batch // per_pass
     if args.lr is None:
-        args.lr = args.blr * args.batch_size * args.accum_iter * context.world_size / 256
+        args.lr = scaled_lr(args, context.world_size)
 
 
 # --------------------------------------------------------------------------- weights
@@ -90,7 +83,7 @@ def load_pretrained_encoder(model, path):
     files (official or this project's), with the position table resampled if the grid differs.
     The decoder, and any head, are dropped; the head stays as initialised."""
     state = state_dict_from(read_checkpoint(path), path)
-    state = {k: v for k, v in state.items() if not k.startswith((*DECODER_PREFIXES, "head.", "fc_norm."))}
+    state = {k: v for k, v in state.items() if not k.startswith((*DECODER_PREFIXES, *HEAD_PREFIXES))}
     check_finite(state, f"--finetune {path}")
     if getattr(model, "global_pool", False):
         state = {k: v for k, v in state.items() if not k.startswith("norm.")}  # fc_norm replaces it
@@ -98,7 +91,7 @@ def load_pretrained_encoder(model, path):
     state = fit_patch_embed(wanted, state)
     if "pos_embed" in state and state["pos_embed"].shape[1] != wanted["pos_embed"].shape[1]:
         state["pos_embed"] = resize_pos_embed(state["pos_embed"], model.patch_embed.grid_size)
-    encoder_keys = {k: v for k, v in wanted.items() if not k.startswith(("head.", "fc_norm."))}
+    encoder_keys = {k: v for k, v in wanted.items() if not k.startswith(HEAD_PREFIXES)}
     problems = describe_mismatch(encoder_keys, state)
     if problems:
         raise CheckpointError(f"the encoder in {path} does not fit --model:\n  - " + "\n  - ".join(problems))
@@ -150,25 +143,23 @@ def evaluate(model, dataset, args, context, dtype=None):
         dataset, batch_size=args.batch_size, sampler=EveryNth(len(dataset), context),
         num_workers=args.num_workers, collate_fn=collate_skipping_unreadable,
     )  # fmt: skip
-    was_training = model.training
-    model.eval()
-    totals = torch.zeros(4, dtype=torch.float64, device=context.device)  # loss sum, top-1, top-k, count
-    for batch in loader:
-        if batch is None:
-            continue
-        imgs, labels = (t.to(context.device, non_blocking=True) for t in batch)
-        with torch.autocast(context.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = model(imgs)
-        k = min(5, logits.shape[1])
-        top = logits.float().topk(k, dim=1).indices  # (B, k)
-        hits = top == labels[:, None]
-        totals += torch.stack([
-            F.cross_entropy(logits.float(), labels, reduction="sum"), hits[:, 0].sum(), hits.any(1).sum(),
-            torch.tensor(float(len(labels)), device=context.device),
-        ]).double()  # fmt: skip
-    if context.distributed:
-        torch.distributed.all_reduce(totals)
-    model.train(was_training)
+    with evaluating(model):
+        totals = torch.zeros(4, dtype=torch.float64, device=context.device)  # loss sum, top-1, top-k, count
+        for batch in loader:
+            if batch is None:
+                continue
+            imgs, labels = (t.to(context.device, non_blocking=True) for t in batch)
+            with autocast(context.device, dtype):
+                logits = model(imgs)
+            k = min(5, logits.shape[1])
+            top = logits.float().topk(k, dim=1).indices  # (B, k)
+            hits = top == labels[:, None]
+            totals += torch.stack([
+                F.cross_entropy(logits.float(), labels, reduction="sum"), hits[:, 0].sum(), hits.any(1).sum(),
+                torch.tensor(float(len(labels)), device=context.device),
+            ]).double()  # fmt: skip
+        if context.distributed:
+            torch.distributed.all_reduce(totals)
     loss, top1, topk, count = totals.tolist()
     count = max(count, 1)
     return {"acc1": 100 * top1 / count, "acc5": 100 * topk / count, "loss": loss / count}

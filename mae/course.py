@@ -1,4 +1,4 @@
-"""Small helpers the course notebooks share: whose code runs, and where the notebook runs."""
+"""Small helpers the course notebooks share: whose code runs, where the notebook runs, and a quick training loop."""
 
 import os
 from pathlib import Path
@@ -24,8 +24,10 @@ def use(impl=None, seed=0, exercise=None):
     torch.manual_seed(seed)
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     name = module.__name__
-    print(f"Using {'your code in exercises/' if name == 'exercises' else 'the reference code in solutions/'} "
-          f"(impl={name!r})")  # fmt: skip
+    print(
+        f"Using {'your code in exercises/' if name == 'exercises' else 'the reference code in solutions/'} "
+        f"(impl={name!r})"
+    )
     line = implementation.describe_fallback(implementation.selected()[2])
     if line:
         print(line)
@@ -37,6 +39,27 @@ def run_in_notebooks_folder():
     notebooks = Path(__file__).resolve().parent.parent / "notebooks"
     if Path.cwd().resolve().parent == notebooks:
         os.chdir(notebooks)
+
+
+def fit_batch(model, imgs, steps=150, lr=1.5e-3, mask_ratio=0.75, seed=0, log_every=10):
+    """Train `model` on the fixed batch `imgs` with AdamW (betas 0.9, 0.95); returns the loss every `log_every` steps.
+
+    A few hundred steps on a handful of images, to watch a model learn inside a notebook (notebook 08). Not
+    pretraining: the real engine, with data, schedules, checkpoints and distributed training, is mae.pretrain.
+    """
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
+    model.train()
+    losses = []
+    for step in range(steps):
+        loss, _, _ = model(imgs, mask_ratio=mask_ratio)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % log_every == 0 or step == steps - 1:
+            losses.append((step, loss.item()))
+    model.eval()
+    return losses
 
 
 # Where the course lives, for the Colab badges and install cell of every notebook. A fork sets its own URL

@@ -76,10 +76,16 @@ def to_tensor(image, size=224):
     return normalize(x.clamp(0, 1))
 
 
+def channel_stats(channels):
+    """The normalisation of every image here: ImageNet's (mean, std) for 3 channels, 0.5 / 0.5 for any other count
+    (the grayscale digits)."""
+    return (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,) * channels, (0.5,) * channels)
+
+
 def _stats(x):
-    """ImageNet statistics for 3 channels; 0.5 / 0.5 for any other count (grayscale digits)."""
+    """channel_stats of a (B, C, H, W) batch, as (1, C, 1, 1) tensors on its device."""
     channels = x.shape[1]
-    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,) * channels, (0.5,) * channels)
+    mean, std = channel_stats(channels)
     shape = (1, channels, 1, 1)
     return torch.tensor(mean, device=x.device).view(shape), torch.tensor(std, device=x.device).view(shape)
 

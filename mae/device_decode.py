@@ -21,37 +21,31 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from .data import IMAGENET_MEAN, IMAGENET_STD
+from .data import normalize
+from .datasets import SeededSamples
 
 JPEG_MAGIC = b"\xff\xd8"
 
 
-class EncodedMaskedImages(torch.utils.data.Dataset):
+class EncodedMaskedImages(SeededSamples):
     """(file bytes, crop box and flip (5,), masking noise (L,)), fixed by (seed, epoch, index); None if unreadable."""
 
     def __init__(self, files, num_patches, seed=0, scale=(0.2, 1.0)):
-        self.files, self.num_patches, self.seed, self.scale = files, num_patches, seed, scale
-        self.epoch = 0
-
-    def set_epoch(self, epoch):
-        self.epoch = epoch
+        super().__init__(seed)
+        self.files, self.num_patches, self.scale = files, num_patches, scale
 
     def __len__(self):
         return len(self.files)
 
     def __getitem__(self, index):
-        from .datasets import sample_seed
-
         path = self.files[index]
         try:
             with Image.open(path) as image:  # reads the header only: the size, no pixels
                 width, height = image.size
             data = read_file(str(path))
         except Exception as error:
-            warnings.warn(f"skipping unreadable image #{index}: {error}", stacklevel=2)
-            return None
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, self.epoch, index))
+            return self.unreadable(index, error)
+        with self.seeded(index):
             shape_only = torch.empty(()).expand(3, height, width)  # what get_params reads, without pixels
             top, left, h, w = RandomResizedCrop.get_params(shape_only, list(self.scale), [3 / 4, 4 / 3])
             flip = int(torch.rand(1) < 0.5)
@@ -119,6 +113,4 @@ def decode_batch(batch, input_size, device):
                                interpolation=InterpolationMode.BICUBIC, antialias=True)  # fmt: skip
         crops.append(crop.flip(-1) if flip else crop)
     x = torch.cat(crops).div_(255).clamp_(0, 1)  # (B, 3, S, S)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    return (x - mean) / std, noise[kept].to(device, non_blocking=True)
+    return normalize(x), noise[kept].to(device, non_blocking=True)

@@ -40,6 +40,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed
+from .async_checkpoint import BackgroundWriter
 from .checkpoint import (
     CheckpointError,
     check_finite,
@@ -50,7 +51,7 @@ from .checkpoint import (
     state_dict_from,
 )
 from .datasets import collate_skipping_unreadable
-from .preemption import Preempted, StopSignals, ignore_stop_signals
+from .preemption import Preempted, StopSignals, exit_for_requeue, ignore_stop_signals
 from .run_folder import lock_output_dir
 
 LAST = "checkpoint-last.pth"
@@ -61,7 +62,7 @@ FUSED_ADAMW = {"cuda": True, "cpu": True}
 RESULT_NEUTRAL_ARGS = {
     "output_dir", "log_dir", "resume", "start_epoch", "max_steps", "save_every", "save_epochs", "log_every",
     "num_workers", "pin_mem", "device", "compile", "world_size", "local_rank", "dist_on_itp", "dist_url",
-    "dist_eval", "eval", "save_best", "allow_changed_args", "preset", "effective_batch",
+    "dist_eval", "eval", "save_best", "allow_changed_args", "preset", "effective_batch", "save_minutes",
 }  # fmt: skip
 
 
@@ -87,6 +88,13 @@ def non_negative_float(text):
     return value
 
 
+def positive_float(text):
+    value = float(text)
+    if not 0 < value < math.inf:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def add_engine_args(p, *, epochs, warmup_epochs, batch_size, blr, weight_decay):
     """The flags every job shares, with the official names, meanings and each job's defaults."""
     p.add_argument(
@@ -99,12 +107,16 @@ def add_engine_args(p, *, epochs, warmup_epochs, batch_size, blr, weight_decay):
     p.add_argument(
         "--lr", type=non_negative_float, default=None, help="absolute learning rate (overrides --blr)"
     )
-    p.add_argument("--blr", type=non_negative_float, default=blr, help="base lr: lr = blr * effective batch size / 256")  # fmt: skip
+    p.add_argument(
+        "--blr", type=non_negative_float, default=blr, help="base lr: lr = blr * effective batch size / 256"
+    )
     p.add_argument("--min_lr", type=non_negative_float, default=0.0)
     p.add_argument("--warmup_epochs", type=non_negative_float, default=warmup_epochs)
     p.add_argument("--output_dir", default="./output_dir")
     p.add_argument("--log_dir", default=None, help="TensorBoard folder (default: output_dir)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="auto",
+                   help="auto (default): cuda if the training process sees a GPU, else cpu, decided in each "
+                        "training process (not where the command is parsed or submitted); cuda, cuda:N, cpu")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--start_epoch", type=non_negative_int, default=0)
     p.add_argument("--num_workers", type=non_negative_int, default=None,
@@ -120,7 +132,8 @@ def add_engine_args(p, *, epochs, warmup_epochs, batch_size, blr, weight_decay):
     p.add_argument("--dist_on_itp", action="store_true", help=official)
     p.add_argument("--dist_url", default="env://", help=official)
     p.add_argument("--amp", choices=("bf16", "fp16", "none"), default=None,
-                   help="mixed precision (default: bf16 on GPUs that support it, else none)")  # fmt: skip
+                   help="mixed precision (default: bf16 on GPUs that compute it natively, fp16 with a "
+                        "gradient scaler on older GPUs, none on CPUs)")  # fmt: skip
     p.add_argument("--clip_grad", type=non_negative_float, default=None)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     return add_run_args(p)
@@ -137,6 +150,10 @@ def add_run_args(p):
     p.add_argument(
         "--save_every", type=positive_int, default=1000, help="optimizer steps between checkpoints"
     )
+    p.add_argument("--save_minutes", type=positive_float, default=None,
+                   help="save checkpoint-last.pth when this many minutes have passed since the last save "
+                        "(checked at log steps and epoch ends) instead of at every epoch end; --save_every, the "
+                        "kept epochs (--save_epochs), the run's end and stop signals still save")  # fmt: skip
     p.add_argument(
         "--save_epochs",
         type=positive_int,
@@ -147,9 +164,11 @@ def add_run_args(p):
         "--max_steps", type=positive_int, default=None, help="stop after this many optimizer steps in all"
     )
     p.add_argument(
-        "--log_every", type=positive_int, default=10,
+        "--log_every",
+        type=positive_int,
+        default=10,
         help="optimizer steps between log lines (and host syncs; multi-process runs also agree on stopping there)",
-    )  # fmt: skip
+    )
     return p
 
 
@@ -158,8 +177,14 @@ def add_run_args(p):
 
 def default_workers(context):
     """Data-loading processes for each training process: the cores this process may use, shared by the
-    processes on its node, minus one for the process itself, and at most 10 (the official default)."""
+    processes on its node, minus one for the process itself, and at most 10 (the official default).
+
+    The cores: this process's CPU affinity, and no more than SLURM_CPUS_PER_TASK where SLURM gave the task
+    that many but does not bind it to them (mae.submit's 10 CPUs per task would otherwise get 10 workers
+    beside the training process); torchrun's processes (LOCAL_WORLD_SIZE) share them."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        cores = min(cores, int(os.environ["SLURM_CPUS_PER_TASK"]))
     per_process = cores // max(int(os.environ.get("LOCAL_WORLD_SIZE", 1)), 1)
     return min(10, max(per_process - 1, 0))
 
@@ -193,10 +218,19 @@ class ResumableSampler(DistributedSampler):
         return max(self.stop - self.start, 0)
 
 
+def default_amp(device):
+    """bf16 on GPUs that compute it natively (compute capability 8.0 and later, ROCm), fp16 with the GradScaler
+    on older ones, none on CPUs. Not torch.cuda.is_bf16_supported()'s default: it also says True where bf16
+    is only emulated (V100, T4), which has no bf16 tensor cores and sends attention to the slow math kernel."""
+    if device.type != "cuda":
+        return "none"
+    return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+
+
 def amp_dtype(args, device):
     """The autocast dtype (None for float32). bf16 and fp16 also run on CPUs, which is how CI tests the
     autocast and GradScaler code, but more slowly than float32 there: said once."""
-    choice = args.amp or ("bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "none")
+    choice = args.amp or default_amp(device)
     if choice != "none" and device.type != "cuda":
         warnings.warn(
             f"--amp {choice} on {device.type}: it runs, but usually more slowly than float32 there; it is "
@@ -204,6 +238,39 @@ def amp_dtype(args, device):
             stacklevel=2,
         )
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[choice]
+
+
+def autocast(device, dtype):
+    """The autocast context of every forward pass (training, evaluation): `dtype` from amp_dtype, None for
+    float32 (a disabled autocast). `device` is a torch.device or its type ("cuda", "cpu")."""
+    device_type = getattr(device, "type", device)
+    return torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def parse_job_args(args, parser, presets=None):
+    """A job's arguments. Already parsed (a Namespace, what the official main(args) takes): as they are. Else a list
+    of command-line strings (None: sys.argv), parsed in two passes: a --preset sets defaults, then the command line
+    overrides them."""
+    if isinstance(args, argparse.Namespace):
+        return args
+    preset = argparse.ArgumentParser(add_help=False)
+    preset.add_argument("--preset", default=None)
+    chosen = preset.parse_known_args(args)[0].preset
+    if chosen in (presets or {}):  # an unknown one is refused by `parser`, with the choices
+        parser.set_defaults(**presets[chosen])
+    return parser.parse_args(args)
+
+
+def run_cli(main, argv=None):
+    """A job's console script: main(argv), its result not printed (sys.exit would print it); after a stop signal
+    the run has saved, and the process exits with 128 + the signal's number (schedulers read: requeue)."""
+    with exit_for_requeue():
+        main(argv)
+
+
+def scaled_lr(args, world_size):
+    """The paper's rule for the absolute learning rate: lr = blr x effective batch size / 256."""
+    return args.blr * args.batch_size * args.accum_iter * world_size / 256
 
 
 def seed_everything(seed):
@@ -437,10 +504,7 @@ def micro_step(train_model, compute_loss, batch, scaler, amp, accum_iter, sync=N
     in DDP's all-reduce.
     """
     device_type, dtype = amp
-    with (
-        sync or contextlib.nullcontext(),
-        torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None),
-    ):
+    with sync or contextlib.nullcontext(), autocast(device_type, dtype):
         loss = compute_loss(train_model, *batch)
         scaled = loss / accum_iter
         scaler.scale(scaled if weight == 1 else scaled * weight).backward()
@@ -514,7 +578,10 @@ class Losses:
 
 class Checkpointer:
     """checkpoint-last.pth in output_dir, written atomically by rank 0 with every rank's RNG states, never twice
-    for the same position, and never after a non-finite loss: the last good checkpoint stays as it was."""
+    for the same position, and never after a non-finite loss: the last good checkpoint stays as it was.
+
+    Rank 0 copies the state to host memory and a background thread writes it (mae.async_checkpoint): training
+    goes on during the write. wait() blocks until the writes are done, and raises a failed one."""
 
     def __init__(self, args, context, model, optimizer, scaler, losses, position):
         self.args, self.context, self.position, self.losses = args, context, position, losses
@@ -523,6 +590,10 @@ class Checkpointer:
         self.saved_at = (
             None  # (step, epoch, step in epoch) that checkpoint-last.pth holds, if this run wrote it
         )
+        self.writer = BackgroundWriter()
+        self.minutes = getattr(args, "save_minutes", None)
+        # For --save_minutes: a run's first timed save comes that long after its start.
+        self.last_save = time.monotonic()
 
     def raise_if_non_finite(self):
         bad = self.losses.first_bad.clone()
@@ -530,6 +601,7 @@ class Checkpointer:
             torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
         step, value = bad.tolist()  # one host sync
         if step >= 0:
+            self.wait(raise_errors=False)  # a good state still being written: let it land before saying so
             last = self.folder / LAST
             kept = (
                 f"The last good checkpoint, {last}, is untouched."
@@ -539,6 +611,10 @@ class Checkpointer:
             raise FloatingPointError(
                 f"loss is {value} at step {int(step)} (epoch {self.position.epoch}); stopping. {kept}"
             )
+
+    def due(self):
+        """True when --save_minutes have passed since the last save (this rank's clock; see agree())."""
+        return self.minutes is not None and time.monotonic() - self.last_save >= 60 * self.minutes
 
     def save(self, epoch, step_in_epoch):
         """checkpoint-last.pth at (epoch, step_in_epoch), unless it already holds exactly that."""
@@ -552,17 +628,26 @@ class Checkpointer:
             torch.distributed.all_gather_object(gathered, rng[0])
             rng = gathered
         if self.context.is_main:
-            save_checkpoint(
-                self.folder / LAST, self.model, optimizer=self.optimizer.state_dict(),
-                scaler=self.scaler.state_dict(), epoch=epoch, step_in_epoch=step_in_epoch,
-                step=self.position.step, rng=rng, args=checkpoint_args(self.args),
-            )  # fmt: skip
-        self.saved_at = at
+            extra = dict(optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(), epoch=epoch,
+                         step_in_epoch=step_in_epoch, step=self.position.step, rng=rng,
+                         args=checkpoint_args(self.args))  # fmt: skip
+            path = self.folder / LAST
+            # save_checkpoint is looked up when the thread writes (tests count the writes through it).
+            self.writer.save(lambda model, extra: save_checkpoint(path, model, **extra), self.model, extra)
+        self.saved_at, self.last_save = at, time.monotonic()
 
     def keep(self, name):
-        """The checkpoint-last.pth just saved, kept as `name` too (a hard link: the same bytes, not written twice)."""
+        """The checkpoint-last.pth just saved, kept as `name` too (a hard link: the same bytes, not written twice),
+        once its write is done."""
         if self.context.is_main:
-            link_or_copy(self.folder / LAST, self.folder / name)
+            self.writer.then(link_or_copy, self.folder / LAST, self.folder / name)
+
+    def wait(self, raise_errors=True):
+        """Block until the writes in progress are done. A failed write raises here, or, with raise_errors=False
+        (another error is on its way out), is a warning."""
+        error = self.writer.wait(raise_errors=raise_errors)
+        if error is not None:
+            warnings.warn(f"a checkpoint write failed too ({type(error).__name__}: {error})", stacklevel=2)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -602,7 +687,12 @@ def fit(args, context, job):
             run = start(args, context, job, stop)
             if nothing_to_train(run):
                 return run.position
-            train_epochs(run)
+            try:
+                train_epochs(run)
+            except BaseException:
+                run.checkpointer.wait(raise_errors=False)  # the last good state lands before the lock goes
+                raise
+            run.checkpointer.wait()
         return finish(run)
     finally:
         lock.release()
@@ -618,14 +708,20 @@ def train_epochs(run):
         done = position.epoch
         epoch_over = not finished or position.step_in_epoch == run.steps_per_epoch
         keep = end_epoch(run) if epoch_over else False
-        run.checkpointer.save(position.epoch, position.step_in_epoch)
+        more = position.epoch < args.epochs and not finished
+        stop, due = agree(run, sync_point=True) if more else (False, False)
+        # Every epoch end saves, unless --save_minutes chose a time-based cadence; a kept epoch, the run's end
+        # and a stop always do.
+        if run.checkpointer.minutes is None or keep or not more or stop or due:
+            run.checkpointer.save(position.epoch, position.step_in_epoch)
         if keep:
             run.checkpointer.keep(f"checkpoint-{done}.pth")
-        if position.epoch < args.epochs and not finished and stop_requested(run, sync_point=True):
+        if stop:
             run.stopping = True
             break
     if run.stopping:
         run.checkpointer.save(position.epoch, position.step_in_epoch)
+        run.checkpointer.wait()  # written before the requeue: the next job resumes from it
         raise Preempted(run.stop.received, position.step, Path(args.output_dir) / LAST)
 
 
@@ -648,8 +744,10 @@ def finish(run):
         run.log.write(
             {"kind": "end", "step": position.step, "epoch": position.epoch, "replicas_identical": identical}
         )
-        print(f"done: {position.step} steps, {position.epoch} epochs; checkpoint {Path(args.output_dir) / LAST}",
-              flush=True)  # fmt: skip
+        print(
+            f"done: {position.step} steps, {position.epoch} epochs; checkpoint {Path(args.output_dir) / LAST}",
+            flush=True,
+        )
     if not identical:
         raise RuntimeError("the ranks' parameters differ at the end of training")
     return position
@@ -672,7 +770,7 @@ def start(args, context, job, stop):
     position, resumed_from = resume(args, model, job.optimizer, scaler, context)
     train_model = torch.compile(model) if args.compile else model
     if context.distributed:
-        ids = [context.local_rank] if device.type == "cuda" else None
+        ids = [device.index] if device.type == "cuda" else None  # not local_rank: one GPU per task is cuda:0
         train_model = DistributedDataParallel(train_model, device_ids=ids)
     losses = Losses(device, position.step)
     num_workers = default_workers(context) if args.num_workers is None else args.num_workers
@@ -726,10 +824,11 @@ def train_one_epoch(run):
             log_window(run, lr, progress)
         if finished:
             break
-        if stop_requested(run, sync_point=logged):
+        stop, due = agree(run, sync_point=logged)
+        if stop:
             run.stopping = True
             break
-        if position.step % args.save_every == 0 and not ends:
+        if (position.step % args.save_every == 0 or due) and not ends:
             run.checkpointer.save(position.epoch, position.step_in_epoch)
     progress.close()
     return finished
@@ -788,17 +887,20 @@ def stand_in(run):
     return run.stand_in[1]
 
 
-def stop_requested(run, sync_point):
-    """Whether to stop now for a stop signal. One process: as soon as it has one. Several: when any rank has
-    one, decided at sync points only (log steps, epoch ends), where the ranks synchronise anyway; they must
-    all stop after the same step, and an all-reduce per step would cost a host sync per step."""
+def agree(run, sync_point):
+    """(stop now for a stop signal, save now for --save_minutes). One process: as soon as it has one. Several:
+    when any rank has one, decided at sync points only (log steps, epoch ends), where the ranks synchronise
+    anyway; they must all stop (and save: a save is a collective) after the same step, and an all-reduce per
+    step would cost a host sync per step. Both flags travel in one all-reduce."""
+    flags = (bool(run.stop.received), run.checkpointer.due())
     if not run.context.distributed:
-        return bool(run.stop.received)
+        return flags
     if not sync_point:
-        return False
-    flag = torch.tensor([float(bool(run.stop.received))], device=run.context.device)
-    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-    return bool(flag.item())
+        return False, False
+    tensor = torch.tensor([float(f) for f in flags], device=run.context.device)
+    torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+    stop, due = tensor.tolist()
+    return bool(stop), bool(due)
 
 
 def move(batch, job, device):

@@ -1,14 +1,32 @@
-"""Frozen-feature evaluation: features of a whole dataset, k-NN accuracy, a linear probe on stored features.
+"""Evaluating encoders: the linear-probe head and its optimiser, features of a whole dataset, k-NN accuracy, a probe
+on stored features, and a quick fine-tuning on tensors.
 
-The notebooks compare encoders (pretrained, random, raw pixels) with these; `mae.linprobe`
-trains the same head (`probe_head`, LARS) end to end with augmentation on real datasets.
+The notebooks compare encoders (pretrained, random, raw pixels) with these; the `mae.linprobe` job trains the same
+head (`probe_head`, LARS) end to end with augmentation on real datasets. Library code: no job imports here.
 """
 
 import torch
 import torch.nn.functional as F
+from timm.optim import Lars
+from torch import nn
 
-from .linprobe import lars, probe_head
 from .models import evaluating
+
+
+def probe_head(embed_dim, num_classes):
+    """BatchNorm1d(affine=False, eps=1e-6) then Linear, its weights drawn with std 0.01."""
+    linear = nn.Linear(embed_dim, num_classes)
+    nn.init.trunc_normal_(linear.weight, std=0.01)
+    nn.init.zeros_(linear.bias)
+    return nn.Sequential(nn.BatchNorm1d(embed_dim, affine=False, eps=1e-6), linear)
+
+
+def lars(head, lr, weight_decay):
+    """timm's LARS with MAE's grouping: matrices get the trust ratio (and weight decay), biases plain momentum."""
+    matrices = [p for p in head.parameters() if p.ndim > 1]
+    vectors = [p for p in head.parameters() if p.ndim <= 1]
+    return Lars([{"params": matrices, "weight_decay": weight_decay, "always_adapt": True},
+                 {"params": vectors, "weight_decay": 0.0, "always_adapt": False}], lr=lr, momentum=0.9)  # fmt: skip
 
 
 @torch.no_grad()

@@ -21,9 +21,8 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import param_groups_layer_decay
 
 from . import classify
-from .engine import FUSED_ADAMW
+from .engine import FUSED_ADAMW, parse_job_args, run_cli
 from .models import create_classifier
-from .preemption import exit_for_requeue
 
 _RECIPE = dict(effective_batch=1024, batch_size=32, warmup_epochs=5, weight_decay=0.05, mixup=0.8, cutmix=1.0,
                reprob=0.25, smoothing=0.1)  # fmt: skip
@@ -152,19 +151,13 @@ def train_transform(args, data):
     )  # fmt: skip
 
 
-def run(args):
-    """Train (or, with --eval, evaluate) with parsed arguments; returns the final validation statistics."""
-    return classify.run(args, "fine-tuning", build)
-
-
-def main(argv=None):
-    return run(classify.parse_args(get_args_parser(), PRESETS, argv))
+def main(args=None):
+    """Train (or, with --eval, evaluate); the final validation statistics. `args`: see engine.parse_job_args."""
+    return classify.run(parse_job_args(args, get_args_parser(), PRESETS), "fine-tuning", build)
 
 
 def cli(argv=None):
-    """The console script: like main, without returning the statistics (which sys.exit would print)."""
-    with exit_for_requeue():  # a stop signal: saved, and exit 128 + its number
-        main(argv)
+    run_cli(main, argv)
 
 
 if __name__ == "__main__":

@@ -98,10 +98,12 @@ def not_written_message(step):
         for function in ast.walk(ast.parse(path.read_text()))
         if isinstance(function, ast.FunctionDef)
         for node in ast.walk(function)
-        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
+        if isinstance(node, ast.Raise)
+        and isinstance(node.exc, ast.Call)
         and getattr(node.exc.func, "id", None) == "NotImplementedError"
-        and node.exc.args and isinstance(node.exc.args[0], ast.Constant)
-    ]  # fmt: skip
+        and node.exc.args
+        and isinstance(node.exc.args[0], ast.Constant)
+    ]
     _, function, hint = min(stubs)
     return f"not written yet (exercises/{step}.py, in {function}): {hint}"
 

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import HELD_OUT_PHOTOS, IMAGENET_MEAN, IMAGENET_STD, TRAINING_PHOTOS, normalize, sample_photo
+from .data import HELD_OUT_PHOTOS, TRAINING_PHOTOS, denormalize, normalize, sample_photo
+from .reconstruction import with_true_statistics
 
 
 def square_crops(count, names, size=64, seed=0):
@@ -106,11 +107,9 @@ def fill_mae(model, images, noise, mask_ratio=0.75, true_statistics=False):
         )
     imgs = normalize(images)
     _, pred, mask = model(imgs, mask_ratio=mask_ratio, noise=noise)  # pred: (B, L, p*p*3), normalised pixels
-    if model.norm_pix_loss:  # each patch's own mean and variance, taken from the original (as visualize does)
-        target = model.patchify(imgs)
-        pred = pred * (target.var(-1, keepdim=True) + 1e-6) ** 0.5 + target.mean(-1, keepdim=True)
-    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    predicted = (model.unpatchify(pred) * std + mean).clamp(0, 1)  # (B, 3, H, W) pixels in [0, 1]
+    predicted = denormalize(
+        model.unpatchify(with_true_statistics(model, imgs, pred))
+    )  # (B, 3, H, W) in [0, 1]
     removed = pixel_mask(mask, images.shape[-1], model.patch_embed.patch_size)
     return torch.where(removed.unsqueeze(1), predicted, images)
 

@@ -14,13 +14,13 @@ resized crop and a flip. The imagenet preset is the official recipe: blr 0.1, we
 """
 
 import torch
-from timm.optim import Lars
 from torch import nn
 from torchvision.transforms import v2
 
 from . import classify
+from .engine import parse_job_args, run_cli
+from .evaluation import lars, probe_head
 from .models import create_classifier
-from .preemption import exit_for_requeue
 
 PRESETS = {
     "imagenet": dict(
@@ -39,22 +39,6 @@ def get_args_parser():
         "--cls_token", action="store_false", dest="global_pool", help="use the CLS token (default)"
     )
     return p
-
-
-def probe_head(embed_dim, num_classes):
-    """BatchNorm1d(affine=False, eps=1e-6) then Linear, its weights drawn with std 0.01."""
-    linear = nn.Linear(embed_dim, num_classes)
-    nn.init.trunc_normal_(linear.weight, std=0.01)
-    nn.init.zeros_(linear.bias)
-    return nn.Sequential(nn.BatchNorm1d(embed_dim, affine=False, eps=1e-6), linear)
-
-
-def lars(head, lr, weight_decay):
-    """timm's LARS with MAE's grouping: matrices get the trust ratio (and weight decay), biases plain momentum."""
-    matrices = [p for p in head.parameters() if p.ndim > 1]
-    vectors = [p for p in head.parameters() if p.ndim <= 1]
-    return Lars([{"params": matrices, "weight_decay": weight_decay, "always_adapt": True},
-                 {"params": vectors, "weight_decay": 0.0, "always_adapt": False}], lr=lr, momentum=0.9)  # fmt: skip
 
 
 def build(args, context, data):
@@ -84,19 +68,13 @@ def build(args, context, data):
     return model, optimizer, transform, compute_loss
 
 
-def run(args):
-    """Train (or, with --eval, evaluate) with parsed arguments; returns the final validation statistics."""
-    return classify.run(args, "linear probing", build)
-
-
-def main(argv=None):
-    return run(classify.parse_args(get_args_parser(), PRESETS, argv))
+def main(args=None):
+    """Train (or, with --eval, evaluate); the final validation statistics. `args`: see engine.parse_job_args."""
+    return classify.run(parse_job_args(args, get_args_parser(), PRESETS), "linear probing", build)
 
 
 def cli(argv=None):
-    """The console script: like main, without returning the statistics (which sys.exit would print)."""
-    with exit_for_requeue():  # a stop signal: saved, and exit 128 + its number
-        main(argv)
+    run_cli(main, argv)
 
 
 if __name__ == "__main__":

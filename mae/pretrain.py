@@ -19,9 +19,17 @@ import torch
 
 from . import distributed
 from .datasets import build_pretrain_dataset
-from .engine import FUSED_ADAMW, Job, add_engine_args, fit, seed_everything
-from .models import CONFIGS, create_model
-from .preemption import exit_for_requeue
+from .engine import (
+    FUSED_ADAMW,
+    Job,
+    add_engine_args,
+    fit,
+    parse_job_args,
+    run_cli,
+    scaled_lr,
+    seed_everything,
+)
+from .models import CONFIGS, create_model, evaluating
 
 
 def mask_ratio(text):
@@ -40,7 +48,7 @@ def get_args_parser():
     add_engine_args(p, epochs=400, warmup_epochs=40, batch_size=64, blr=1.5e-4, weight_decay=0.05)
     p.add_argument("--model", default="mae_vit_large_patch16", choices=sorted(CONFIGS))
     p.add_argument(
-        "--in_chans", type=int, default=None, help="image channels (default: 3, or 1 for builtin:digits)"
+        "--in_chans", type=int, default=None, help="image channels (default: 3, or 1 for the built-in digits)"
     )
     p.add_argument("--mask_ratio", type=mask_ratio, default=0.75, help="fraction of patches masked")
     p.add_argument(
@@ -80,7 +88,7 @@ def reconstruction_grid(model, dataset, count=4, prepare=None):
     from torchvision.utils import make_grid
 
     from .datasets import collate_skipping_unreadable
-    from .visualize import reconstruct
+    from .reconstruction import reconstruct
 
     device = next(model.parameters()).device
     samples = first_readable(dataset, count)
@@ -95,10 +103,8 @@ def reconstruction_grid(model, dataset, count=4, prepare=None):
         if prepared is None:
             return None
         imgs, noise = prepared
-    was_training = model.training
-    model.eval()
-    _, panels = reconstruct(model, imgs, 0.75, noise)
-    model.train(was_training)
+    with evaluating(model):
+        _, panels = reconstruct(model, imgs, 0.75, noise)
     rows = torch.stack([panels[k] for k in ("original", "masked 75%", "reconstruction + visible")], dim=1)
     return make_grid(rows.flatten(0, 1).float().cpu(), nrow=3)
 
@@ -120,12 +126,17 @@ def epoch_figure(model, dataset, epoch, prepare=None):
     try:
         return reconstruction_grid(model, dataset, prepare=prepare)
     except Exception as error:  # noqa: BLE001 - the figure is a by-product; the checkpoint comes next
-        warnings.warn(f"no reconstruction figure for epoch {epoch} ({type(error).__name__}: {error}); "
-                      f"training goes on", stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"no reconstruction figure for epoch {epoch} ({type(error).__name__}: {error}); training goes on",
+            stacklevel=2,
+        )
         return None
 
 
-def main(args):
+def main(args=None):
+    """Pretrain; returns the model. `args`: parsed arguments (as the official main(args)), or a list of
+    command-line strings (None: sys.argv)."""
+    args = parse_job_args(args, get_args_parser())
     context = distributed.init(args.device)
     try:
         return train(args, context)
@@ -137,7 +148,7 @@ def train(args, context):
     if context.is_main:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     if args.in_chans is None:
-        args.in_chans = 1 if args.data_path == "builtin:digits" else 3
+        args.in_chans = 1 if args.data_path in ("builtin:digits", "builtin:shifted-digits") else 3
     seed_everything(args.seed + context.rank)
 
     model = create_model(
@@ -163,7 +174,7 @@ def train(args, context):
             args.data_path, args.input_size, model.patch_embed.num_patches, args.in_chans, args.seed
         )
     if args.lr is None:
-        args.lr = args.blr * args.batch_size * args.accum_iter * context.world_size / 256
+        args.lr = scaled_lr(args, context.world_size)
     optimizer = torch.optim.AdamW(
         param_groups(model, args.weight_decay),
         lr=args.lr,
@@ -187,15 +198,13 @@ def train(args, context):
             end_of_epoch,
             name="pretraining",
             **job_data,
-        ),  # fmt: skip
+        ),
     )
     return model
 
 
 def cli(argv=None):
-    args = get_args_parser().parse_args(argv)
-    with exit_for_requeue():  # a stop signal: saved, and exit 128 + its number
-        main(args)
+    run_cli(main, argv)
 
 
 if __name__ == "__main__":

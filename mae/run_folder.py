@@ -49,7 +49,9 @@ class FolderLock:
                 file.close()
         self.file.seek(0)
         self.file.truncate()
-        self.file.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")  # fmt: skip
+        self.file.write(
+            f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        )
         self.file.flush()
         return None
 

@@ -12,6 +12,9 @@ with `--job finetune` or `--job linprobe` they are that job's flags (presets inc
     python -m mae.submit --job finetune --nodes 4 --ngpus 8 --preset vit_base \
         --finetune mae_pretrain_vit_base.pth --data_path /datasets/imagenet --output_dir /checkpoints/ft_vitb
 
+The device is chosen in each task, on the node that trains (--device auto: its GPU), never on the host that
+submits, which often has none; the rendezvous port comes from the job's id (mae.distributed).
+
 A preempted or timed-out job finishes its step, saves output_dir/checkpoint-last.pth, is requeued
 and resumes from it. Without SLURM (no `sbatch`) the command refuses, unless --local asks for
 submitit's local executor (the job then runs in the background on this machine).
@@ -22,20 +25,22 @@ import os
 import signal
 from pathlib import Path
 
-from . import finetune, linprobe, pretrain
+from . import distributed, finetune, linprobe, pretrain
+from .engine import parse_job_args
 from .preemption import Preempted
 
 # job -> (its argument parser, its presets, the function that runs it with parsed arguments)
 JOBS = {
     "pretrain": (pretrain.get_args_parser, {}, pretrain.main),
-    "linprobe": (linprobe.get_args_parser, linprobe.PRESETS, linprobe.run),
-    "finetune": (finetune.get_args_parser, finetune.PRESETS, finetune.run),
+    "linprobe": (linprobe.get_args_parser, linprobe.PRESETS, linprobe.main),
+    "finetune": (finetune.get_args_parser, finetune.PRESETS, finetune.main),
 }
 
 
 def get_args_parser(job="pretrain"):
-    parser = argparse.ArgumentParser(f"MAE {job} on SLURM", parents=[JOBS[job][0]()], add_help=True,
-                                     conflict_handler="resolve")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        f"MAE {job} on SLURM", parents=[JOBS[job][0]()], add_help=True, conflict_handler="resolve"
+    )
     parser.add_argument("--job", choices=sorted(JOBS), default="pretrain")
     parser.add_argument("--nodes", type=int, default=1)
     parser.add_argument("--ngpus", type=int, default=8, help="GPUs per node")
@@ -80,13 +85,7 @@ def parse_args(argv=None):
     job = argparse.ArgumentParser(add_help=False)
     job.add_argument("--job", choices=sorted(JOBS), default="pretrain")
     known, _ = job.parse_known_args(argv)
-    parser, presets = get_args_parser(known.job), JOBS[known.job][1]
-    preset = argparse.ArgumentParser(add_help=False)
-    preset.add_argument("--preset", default=None)
-    chosen = preset.parse_known_args(argv)[0].preset
-    if chosen in presets:
-        parser.set_defaults(**presets[chosen])
-    return parser.parse_args(argv)
+    return parse_job_args(argv, get_args_parser(known.job), JOBS[known.job][1])
 
 
 def engine_args(args):
@@ -104,10 +103,16 @@ class Trainer:
         import submitit
 
         env = submitit.JobEnvironment()
-        # What torchrun would set, from SLURM's view of the job.
+        # What torchrun would set, from SLURM's view of the job (or the local executor's). The port comes from
+        # the job's id, not a fixed 29500, which two jobs sharing a node would both ask for. Nothing here
+        # decides the device: the job's --device (auto by default) is resolved by mae.distributed in this task,
+        # on the node that trains, not on the host that submitted.
+        port = os.environ.get("MASTER_PORT") or distributed.port_for_job(
+            os.environ.get("SLURM_JOB_ID") or env.job_id
+        )
         os.environ.update(
             RANK=str(env.global_rank), WORLD_SIZE=str(env.num_tasks), LOCAL_RANK=str(env.local_rank),
-            MASTER_ADDR=env.hostnames[0], MASTER_PORT=os.environ.get("MASTER_PORT", "29500"),
+            MASTER_ADDR=env.hostnames[0], MASTER_PORT=str(port),
         )  # fmt: skip
         try:
             JOBS[self.job][2](self.args)
@@ -163,8 +168,10 @@ def main(argv=None):
     if executor.cluster == "slurm":
         print(f"submitted job {job.job_id}; logs in {job_dir}")
     else:
-        print(f"no SLURM: job {job.job_id} runs locally, in the background on this machine ({executor.cluster} "
-              f"executor); logs in {job_dir}")  # fmt: skip
+        print(
+            f"no SLURM: job {job.job_id} runs locally, in the background on this machine ({executor.cluster} "
+            f"executor); logs in {job_dir}"
+        )
     return job
 
 

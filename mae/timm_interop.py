@@ -8,7 +8,7 @@ export keeps the encoder's tensors and drops the decoder:
     vit.load_state_dict(mae.timm_interop.encoder_to_timm(model.state_dict()))
 """
 
-from .checkpoint import DECODER_PREFIXES
+from .checkpoint import DECODER_PREFIXES, HEAD_PREFIXES
 
 
 def encoder_to_timm(state_dict):
@@ -18,4 +18,4 @@ def encoder_to_timm(state_dict):
 
 def timm_to_encoder(state_dict):
     """A timm VisionTransformer state dict -> MAE encoder weights (the classifier head and fc_norm are dropped)."""
-    return {k: v for k, v in state_dict.items() if not k.startswith(("head.", "fc_norm.", "head_drop."))}
+    return {k: v for k, v in state_dict.items() if not k.startswith((*HEAD_PREFIXES, "head_drop."))}

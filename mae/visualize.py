@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import denormalize
+from .reconstruction import masked_images, reconstruct
 
 
 def to_numpy_image(x):
@@ -25,14 +26,6 @@ def _show(ax, image, title=None):
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=9)
-
-
-@torch.no_grad()
-def masked_images(model, imgs, mask, fill=0.5):
-    """(B, C, H, W) normalised images -> [0, 1] images with every removed patch painted grey."""
-    shown = model.patchify(denormalize(imgs))  # (B, L, p*p*C)
-    shown = torch.where(mask.bool().unsqueeze(-1), torch.full_like(shown, fill), shown)
-    return model.unpatchify(shown)
 
 
 def show_patches(imgs, patch_size, highlight=None, numbers=True):
@@ -139,28 +132,6 @@ def show_attention(weights, grid_size, image=None, query=0, heads=None):
 
 
 @torch.no_grad()
-def reconstruct(model, imgs, mask_ratio=0.75, noise=None):
-    """Original, masked, reconstruction and reconstruction with the visible patches pasted back, all in [0, 1].
-
-    With norm_pix_loss the predictions are normalised patches: they are mapped back with the
-    *true* mean and variance of each target patch (as the official demo does).
-    """
-    loss, pred, mask = model(imgs, mask_ratio=mask_ratio, noise=noise)
-    if model.norm_pix_loss:
-        target = model.patchify(imgs)
-        mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
-        pred = pred * (var + 1e-6) ** 0.5 + mean
-    reconstruction = model.unpatchify(pred)
-    pasted = model.unpatchify(torch.where(mask.bool().unsqueeze(-1), pred, model.patchify(imgs)))
-    panels = {
-        "original": denormalize(imgs),
-        f"masked {mask_ratio:.0%}": masked_images(model, imgs, mask),
-        "reconstruction": denormalize(reconstruction),
-        "reconstruction + visible": denormalize(pasted),
-    }
-    return loss.item(), panels
-
-
 def show_reconstruction(model, imgs, mask_ratio=0.75, noise=None, rows=1):
     """The official demo's figure, one row per image.
 
@@ -169,8 +140,10 @@ def show_reconstruction(model, imgs, mask_ratio=0.75, noise=None, rows=1):
     """
     loss, panels = reconstruct(model, imgs[:rows], mask_ratio, None if noise is None else noise[:rows])
     fig, axes = plt.subplots(rows, 4, figsize=(10, 2.7 * rows), squeeze=False)
-    titles = {"reconstruction": "reconstruction\n(visible patches: never trained)",
-              "reconstruction + visible": "reconstruction + visible\n(visible patches: the input)"}  # fmt: skip
+    titles = {
+        "reconstruction": "reconstruction\n(visible patches: never trained)",
+        "reconstruction + visible": "reconstruction + visible\n(visible patches: the input)",
+    }
     for row in range(rows):
         for ax, (title, images) in zip(axes[row], panels.items()):
             _show(ax, images[row], titles.get(title, title) if row == 0 else None)
@@ -311,8 +284,10 @@ def show_attention_maps(model, imgs, rows=None):
     fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.6 * rows), squeeze=False)
     for row in range(rows):
         _show(axes[row, 0], denormalize(imgs[row : row + 1]), "image" if row == 0 else None)
-        for ax, grid, title in ((axes[row, 1], last[row], "CLS attention, last block"),
-                                (axes[row, 2], rollout[row], "attention rollout")):  # fmt: skip
+        for ax, grid, title in (
+            (axes[row, 1], last[row], "CLS attention, last block"),
+            (axes[row, 2], rollout[row], "attention rollout"),
+        ):
             ax.imshow(grid.numpy(), cmap="magma")
             ax.set_axis_off()
             if row == 0:

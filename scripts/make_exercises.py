@@ -61,9 +61,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     stubs = expected_stubs()
     stale = sorted(
-        name for name, text in stubs.items()
+        name
+        for name, text in stubs.items()
         if not (EXERCISES / name).is_file() or (EXERCISES / name).read_text() != text
-    )  # fmt: skip
+    )
     extra = sorted(p.name for p in EXERCISES.glob("*.py") if p.name not in stubs)
     if args.check:
         if stale or extra:

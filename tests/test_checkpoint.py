@@ -150,8 +150,7 @@ def test_corrupt_files_name_the_file(tmp_path, case, damage):
     good = tmp_path / "good.pth"
     torch.save({"model": case["state_dict"]}, good)
     path = tmp_path / f"{damage}.pth"
-    data = {"truncated": good.read_bytes()[: good.stat().st_size // 2],
-            "garbage": b"", "empty": b""}[damage]  # fmt: skip
+    data = {"truncated": good.read_bytes()[: good.stat().st_size // 2], "garbage": b"", "empty": b""}[damage]
     variants = [data]
     if damage == "garbage":  # random bytes, and a real file with random bytes inside, fail in many places
         generator = torch.Generator().manual_seed(0)

@@ -1389,7 +1389,7 @@ CORRECT = {  # name -> (the check, a correct implementation other than the refer
     "decoder: square only (seed signature)": (C.check_decoder, SquareMAE),
     "model: square only (seed signature)": (C.check_mae, SquareMAE),
     "classifier: square only (seed signature)": (C.check_classifier, SquareVisionTransformer),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("name", list(CORRECT))

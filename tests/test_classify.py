@@ -7,6 +7,7 @@ import mae
 from mae import finetune, linprobe
 from mae.checkpoint import CheckpointError, read_checkpoint
 from mae.classify import load_pretrained_encoder
+from mae.engine import parse_job_args
 
 SMALL = ["--model", "vit_mini_patch8", "--input_size", "32", "--data_path", "builtin:digits", "--device", "cpu",
          "--num_workers", "0", "--batch_size", "16", "--warmup_epochs", "1", "--log_every", "1"]  # fmt: skip
@@ -123,9 +124,7 @@ def test_eval_reads_the_official_fine_tuned_format(tmp_path, capsys):
 
 
 def test_presets_are_the_official_recipes_and_flags_still_win():
-    args = finetune.classify.parse_args(
-        finetune.get_args_parser(), finetune.PRESETS, ["--preset", "vit_large"]
-    )
+    args = parse_job_args(["--preset", "vit_large"], finetune.get_args_parser(), finetune.PRESETS)
     assert (args.model, args.epochs, args.blr, args.layer_decay, args.drop_path) == (
         "vit_large_patch16",
         50,
@@ -140,13 +139,11 @@ def test_presets_are_the_official_recipes_and_flags_still_win():
         0.25,
         1024,
     )
-    args = finetune.classify.parse_args(
-        finetune.get_args_parser(), finetune.PRESETS, ["--preset", "vit_base", "--epochs", "3"]
+    args = parse_job_args(
+        ["--preset", "vit_base", "--epochs", "3"], finetune.get_args_parser(), finetune.PRESETS
     )
     assert (args.epochs, args.blr, args.layer_decay) == (3, 5e-4, 0.65)
-    args = linprobe.classify.parse_args(
-        linprobe.get_args_parser(), linprobe.PRESETS, ["--preset", "imagenet"]
-    )
+    args = parse_job_args(["--preset", "imagenet"], linprobe.get_args_parser(), linprobe.PRESETS)
     assert (args.blr, args.weight_decay, args.effective_batch, args.epochs, args.global_pool) == (
         0.1,
         0.0,

@@ -173,8 +173,9 @@ def test_notebooks_run_for_a_learner_partway_through(partway, number, monkeypatc
     monkeypatch.setenv("PYTHONPATH", str(partway))
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     monkeypatch.delenv("MAE_IMPL", raising=False)  # the course's default: the learner's code
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()  # fmt: skip
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
     first = "".join(o.get("text", "") for o in notebook.cells[3].outputs)
     assert "Using your code in exercises/ (impl='exercises')" in first
     assert "steps 04-08 and 12 are not written yet: using the reference for attention" in first

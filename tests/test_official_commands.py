@@ -107,7 +107,7 @@ PARSERS = {
     "finetune": finetune.get_args_parser,
     "linprobe": linprobe.get_args_parser,
 }
-RUNNERS = {"pretrain": pretrain.main, "finetune": finetune.run, "linprobe": linprobe.run}
+RUNNERS = {"pretrain": pretrain.main, "finetune": finetune.main, "linprobe": linprobe.main}
 TINY = {"pretrain": "mae_vit_tiny_patch8", "finetune": "vit_tiny_patch8", "linprobe": "vit_tiny_patch8"}
 
 

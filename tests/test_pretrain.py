@@ -137,8 +137,9 @@ def test_kill_9_and_resume_reproduces_the_uninterrupted_run(tmp_path):
 
     killed = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command(data, killed, *steps), cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        command(data, killed, *steps), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
         if (killed / "log.jsonl").exists() and len(losses(killed)) >= 8:

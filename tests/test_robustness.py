@@ -62,8 +62,9 @@ def run(argv):
 
 
 def spawn(argv, **kwargs):
-    return subprocess.Popen(command(argv), cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **kwargs)  # fmt: skip
+    return subprocess.Popen(
+        command(argv), cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
 
 
 def records(out, kind):
