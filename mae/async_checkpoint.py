@@ -49,9 +49,13 @@ class HostBuffers:
         copied = self._copy(obj, (), on_gpu)
         if not on_gpu:
             return copied, lambda: None
-        done = torch.cuda.Event()
-        done.record()  # on the current stream, behind the copies (and the steps before them)
-        return copied, done.synchronize
+        events = []
+        for device in set(on_gpu):  # each GPU's copies were queued on that GPU's current stream
+            events.append(torch.cuda.Event())
+            events[-1].record(
+                torch.cuda.current_stream(device)
+            )  # behind the copies (and the steps before them)
+        return copied, lambda: [event.synchronize() for event in events]
 
     def _copy(self, obj, key, on_gpu):
         if isinstance(obj, torch.Tensor):
@@ -70,13 +74,16 @@ class HostBuffers:
     def _copy_tensor(self, tensor, key, on_gpu):
         tensor = tensor.detach()
         pinned = tensor.is_cuda  # pinned host memory: the copy from the GPU is asynchronous, and faster
-        buffer, was_pinned = self.buffers.get(key, (None, None))
-        if buffer is None or (buffer.shape, buffer.dtype, was_pinned) != (tensor.shape, tensor.dtype, pinned):
-            buffer = torch.empty_like(tensor, device="cpu", pin_memory=pinned)
-            self.buffers[key] = buffer, pinned
+        buffer = self.buffers.get(key)
+        if buffer is None or (buffer.shape, buffer.dtype, buffer.is_pinned()) != (
+            tensor.shape,
+            tensor.dtype,
+            pinned,
+        ):
+            buffer = self.buffers[key] = torch.empty_like(tensor, device="cpu", pin_memory=pinned)
         buffer.copy_(tensor, non_blocking=pinned)
         if pinned:
-            on_gpu.append(key)
+            on_gpu.append(tensor.device)
         return buffer
 
 

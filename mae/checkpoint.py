@@ -423,6 +423,12 @@ def link_or_copy(source, target):
     _replace_atomically(target, write)
 
 
+def unwrap(model):
+    """The model inside DistributedDataParallel and torch.compile wrappers."""
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    return getattr(model, "_orig_mod", model)  # torch.compile
+
+
 CHECKPOINT_FORMATS = ("pth", "safetensors")
 
 
@@ -435,8 +441,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, format: str | Non
     format = format or ("safetensors" if Path(path).suffix == ".safetensors" else "pth")
     if format not in CHECKPOINT_FORMATS:
         raise ValueError(f"format must be one of {CHECKPOINT_FORMATS}, got {format!r}")
-    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    model = unwrap(model)
     config = dict(model.config) if getattr(model, "config", None) is not None else None
     if format == "safetensors":
         from .hf_interop import save_safetensors

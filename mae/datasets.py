@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import v2
 
-from .data import TRAINING_PHOTOS, channel_stats, sample_photo
+from .data import TRAINING_PHOTOS, channel_stats, normalize, sample_photo
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif"}
 
@@ -246,8 +246,7 @@ def shifted_digits_transform(canvas=32):
 
 def place_digits(digits, generator, canvas=32):
     """(N, 1, 8, 8) digits in [0, 1] -> (N, 1, canvas, canvas), each at its own random size and place, normalised."""
-    placed = torch.stack([place_on_canvas(digit, canvas, generator=generator) for digit in digits])
-    return (placed - 0.5) / 0.5
+    return normalize(torch.stack([place_on_canvas(digit, canvas, generator=generator) for digit in digits]))
 
 
 def shifted_digits(split, seed=0, canvas=32):

@@ -142,7 +142,9 @@ def rendezvous_port(env):
 
 def local_gpu(local_rank, count, visible=None):
     """The index, among the GPUs this process sees, of the one it trains on."""
-    if count == 1:  # the cluster binds one GPU per task (srun --gpus-per-task=1, --gpu-bind): it is cuda:0
+    if (
+        count == 1 and visible is not None
+    ):  # the cluster binds one GPU per task (srun --gpus-per-task=1): cuda:0
         return 0
     if local_rank < count:
         return local_rank
@@ -207,11 +209,13 @@ def init(device="auto", env=None):
     come from when the command line does not say it (--device auto, or several processes)."""
     launch = read_launch(env)
     target, how = resolve_device(device, launch)
+    if (
+        target.type == "cuda"
+    ):  # the current device: NCCL binds to it, and CUDA events and streams default to it
+        torch.cuda.set_device(target)
     if launch.world_size == 1:
         context = Context(device=target, launcher=launch.launcher)
     else:
-        if target.type == "cuda":
-            torch.cuda.set_device(target)  # before the group starts: NCCL binds to the current device
         backend = "nccl" if target.type == "cuda" else "gloo"
         dist.init_process_group(
             backend=backend, init_method=_init_method(launch), rank=launch.rank, world_size=launch.world_size

@@ -44,6 +44,7 @@ from .checkpoint import (
     _replace_atomically,
     load_weights,
     model_from_checkpoint,
+    unwrap,
 )
 from .impl import components
 
@@ -336,11 +337,6 @@ def _require(module_name):
         raise ImportError(f"{module_name} is not installed; {INSTALL_HINT}") from error
 
 
-def _unwrap(model):
-    model = getattr(model, "module", model)  # DistributedDataParallel
-    return getattr(model, "_orig_mod", model)  # torch.compile
-
-
 def to_transformers(model, mask_ratio=None):
     """Our MAE -> a transformers.ViTMAEForPreTraining with the same weights (same device, dtype and mode).
 
@@ -348,7 +344,7 @@ def to_transformers(model, mask_ratio=None):
     `mask_ratio` attribute (set by from_transformers) or 0.75.
     """
     transformers = _require("transformers")
-    model = _unwrap(model)
+    model = unwrap(model)
     if not hasattr(model, "decoder_pred"):
         raise TypeError(
             f"to_transformers needs an MAE (encoder and decoder), got {type(model).__name__}; for a ViT encoder "
@@ -569,7 +565,7 @@ def save_pretrained(model, folder, mask_ratio=None):
     """
     from .models import constructor_defaults
 
-    model = _unwrap(model)
+    model = unwrap(model)
     if hasattr(model, "head"):
         raise TypeError(
             f"save_pretrained needs an MAE or its Encoder, got the classifier {type(model).__name__}"

@@ -26,6 +26,7 @@ def masked_images(model, imgs, mask, fill=0.5):
     return model.unpatchify(shown)
 
 
+@torch.no_grad()
 def reconstruct(model, imgs, mask_ratio=0.75, noise=None):
     """Original, masked, reconstruction and reconstruction with the visible patches pasted back, all in [0, 1]."""
     loss, pred, mask = model(imgs, mask_ratio=mask_ratio, noise=noise)

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from test_robustness import pretrain_here  # a tiny in-process run on one thread, as its subprocesses
 
 import mae
 from mae import async_checkpoint, distributed, engine, finetune, linprobe, pretrain, submit
@@ -437,15 +438,6 @@ def count_writes(monkeypatch):
     return written
 
 
-def pretrain_here(argv):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return pretrain.main(pretrain.get_args_parser().parse_args(argv))
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.mark.integration
 def test_save_minutes_replaces_the_epoch_end_saves(tmp_path, no_launcher, monkeypatch):
     """4-step epochs (16 images, batch 4): every epoch end saves by default; with --save_minutes only the kept
@@ -486,3 +478,11 @@ def test_data_workers_fit_the_cpus_of_the_task(cores, env, workers, no_launcher)
     for key, value in env.items():
         no_launcher.setenv(key, value)
     assert engine.default_workers(distributed.Context()) == workers
+
+
+def test_one_visible_gpu_without_binding_is_refused_for_a_second_local_rank():
+    """Two processes on a one-GPU machine (no CUDA_VISIBLE_DEVICES binding) must not both take cuda:0."""
+    assert distributed.local_gpu(0, 1) == 0
+    assert distributed.local_gpu(3, 1, visible="5") == 0  # bound by the cluster: its one GPU is cuda:0
+    with pytest.raises(RuntimeError, match="local rank 1 but sees only 1 GPUs"):
+        distributed.local_gpu(1, 1)
