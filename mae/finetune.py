@@ -13,6 +13,8 @@ and label smoothing. The presets are the official ImageNet recipes for ViT-B/L/H
 batch 1024, warm-up 5 epochs, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25).
 """
 
+import functools
+
 import torch
 from PIL import Image
 from timm.data import Mixup, auto_augment, create_transform
@@ -156,8 +158,7 @@ def main(args=None):
     return classify.run(parse_job_args(args, get_args_parser(), PRESETS), "fine-tuning", build)
 
 
-def cli(argv=None):
-    run_cli(main, argv)
+cli = functools.partial(run_cli, main)  # the console script
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ resized crop and a flip. The imagenet preset is the official recipe: blr 0.1, we
 90 epochs with 10 of warm-up, effective batch 16384 (512 per GPU, accumulated as needed).
 """
 
+import functools
+
 import torch
 from torch import nn
 from torchvision.transforms import v2
@@ -73,8 +75,7 @@ def main(args=None):
     return classify.run(parse_job_args(args, get_args_parser(), PRESETS), "linear probing", build)
 
 
-def cli(argv=None):
-    run_cli(main, argv)
+cli = functools.partial(run_cli, main)  # the console script
 
 
 if __name__ == "__main__":

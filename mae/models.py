@@ -98,29 +98,21 @@ def create_classifier(
     )
 
 
-def mae_vit_base_patch16(**overrides):
-    return create_model("mae_vit_base_patch16", **overrides)
+def _factory(name):
+    """The function `name(**overrides)` = create_model(name, **overrides), as the official code names its factories."""
+
+    def factory(**overrides):
+        return create_model(name, **overrides)
+
+    factory.__name__ = factory.__qualname__ = name  # so that it pickles, and reads, as mae.models.<name>
+    factory.__doc__ = f"create_model({name!r}, **overrides): the architecture in CONFIGS[{name!r}]."
+    return factory
 
 
-def mae_vit_large_patch16(**overrides):
-    return create_model("mae_vit_large_patch16", **overrides)
-
-
-def mae_vit_huge_patch14(**overrides):
-    return create_model("mae_vit_huge_patch14", **overrides)
-
-
-def mae_vit_small_patch16(**overrides):
-    return create_model("mae_vit_small_patch16", **overrides)
-
-
-def mae_vit_tiny_patch8(**overrides):
-    return create_model("mae_vit_tiny_patch8", **overrides)
-
-
-def mae_vit_mini_patch8(**overrides):
-    return create_model("mae_vit_mini_patch8", **overrides)
-
-
-def mae_vit_mini_patch4(**overrides):
-    return create_model("mae_vit_mini_patch4", **overrides)
+mae_vit_base_patch16 = _factory("mae_vit_base_patch16")
+mae_vit_large_patch16 = _factory("mae_vit_large_patch16")
+mae_vit_huge_patch14 = _factory("mae_vit_huge_patch14")
+mae_vit_small_patch16 = _factory("mae_vit_small_patch16")
+mae_vit_tiny_patch8 = _factory("mae_vit_tiny_patch8")
+mae_vit_mini_patch8 = _factory("mae_vit_mini_patch8")
+mae_vit_mini_patch4 = _factory("mae_vit_mini_patch4")
