@@ -187,7 +187,7 @@ def make_jpegs(folder, count, seed=0):
     import numpy as np
     from PIL import Image
 
-    from mae.data import SAMPLE_IMAGES, sample_photo
+    from mae.images import SAMPLE_IMAGES, sample_photo
 
     photos = [sample_photo(name) for name in SAMPLE_IMAGES]
     rng = np.random.default_rng(seed)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import v2
 
-from .data import TRAINING_PHOTOS, channel_stats, normalize, sample_photo
+from .images import TRAINING_PHOTOS, channel_stats, normalize, sample_photo
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif"}
 
@@ -153,7 +153,7 @@ class ImageFiles:
 
 
 class BundledPhotos:
-    """The photographs installed packages ship (data.TRAINING_PHOTOS), repeated so an epoch has `length` samples.
+    """The photographs installed packages ship (images.TRAINING_PHOTOS), repeated so an epoch has `length` samples.
 
     The photographs are 100-1,400 pixels wide; the paper's crops (20-100% of the area) would shrink them up to
     20 times into 64x64 tiles of fine detail. Crops of 1-30% of the area (50 to 280 pixels wide on a 512-pixel

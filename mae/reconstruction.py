@@ -6,7 +6,7 @@ comparison with classical inpainting (mae.inpainting).
 
 import torch
 
-from .data import denormalize
+from .images import denormalize
 
 
 def with_true_statistics(model, imgs, pred):

@@ -28,7 +28,7 @@ from mae import pretrain  # noqa: E402
 from mae.checkpoint import atomic_save, read_checkpoint  # noqa: E402
 
 CPU = "--device cpu --num_workers 0".split()
-# 64x64 crops of the 19 training photographs (`--data_path builtin`, data.TRAINING_PHOTOS): 64 patches of 8x8.
+# 64x64 crops of the 19 training photographs (`--data_path builtin`, images.TRAINING_PHOTOS): 64 patches of 8x8.
 # 32 crops a step, 32 steps an epoch; one log line an epoch; checkpoint-<N>.pth kept every 15 epochs (the curve).
 PHOTOS = [
     *("--model mae_vit_mini_patch8".split() + CPU),

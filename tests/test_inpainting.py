@@ -8,8 +8,8 @@ import torch
 
 import mae
 from mae import inpainting
-from mae.data import HELD_OUT_PHOTOS, TRAINING_PHOTOS, normalize
 from mae.datasets import BundledPhotos
+from mae.images import HELD_OUT_PHOTOS, TRAINING_PHOTOS, normalize
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -84,7 +84,7 @@ def test_widgets_redraw_on_change_and_not_before(monkeypatch):
     matplotlib.use("Agg")
     import mae
     from mae import widgets
-    from mae.data import sample_photo, to_tensor
+    from mae.images import sample_photo, to_tensor
 
     drawn = []
     monkeypatch.setattr(widgets.plt, "show", lambda: drawn.append(True))
@@ -103,7 +103,7 @@ def test_reconstruction_explorer_draws_on_change_and_falls_back_to_a_figure(monk
     matplotlib.use("Agg")
     import mae
     from mae import widgets
-    from mae.data import photo_crops
+    from mae.images import photo_crops
 
     drawn = []
     monkeypatch.setattr(widgets.plt, "show", lambda: drawn.append(True))

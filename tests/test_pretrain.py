@@ -47,7 +47,7 @@ def test_no_weight_decay_on_biases_norms_and_embeddings():
 
 def make_folder(root, count=22, corrupt=True):
     """A folder of small real crops (class sub-folders), plus one truncated JPEG."""
-    from mae.data import SAMPLE_IMAGES, sample_photo
+    from mae.images import SAMPLE_IMAGES, sample_photo
 
     rng = np.random.default_rng(0)
     for i in range(count):
@@ -258,7 +258,7 @@ def test_digits_are_scikit_learns():
 
 
 def make_jpegs(root, count=12):
-    from mae.data import SAMPLE_IMAGES, sample_photo
+    from mae.images import SAMPLE_IMAGES, sample_photo
 
     rng = np.random.default_rng(1)
     (root / "train").mkdir(parents=True)
@@ -308,7 +308,7 @@ def test_device_decoding_matches_the_pil_pipeline_and_trains(tmp_path):
     with Image.open(files[index]) as image:
         crop = v2.functional.resized_crop(v2.functional.pil_to_tensor(image.convert("RGB")), top, left, h, w, [32, 32],
                                           interpolation=v2.InterpolationMode.BICUBIC, antialias=True)  # fmt: skip
-    reference = mae.data.normalize((crop.flip(-1) if flip else crop).float().div(255).unsqueeze(0))
+    reference = mae.images.normalize((crop.flip(-1) if flip else crop).float().div(255).unsqueeze(0))
     assert (by_device - reference).abs().mean() < 0.05  # two JPEG decoders and resamplers, the same crop
 
     out = tmp_path / "run"
