@@ -1,5 +1,6 @@
 """The speed benchmark counts FLOPs right and runs; speed itself is measured there, never asserted here."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -61,8 +62,15 @@ def test_benchmark_runs_and_reports_every_variant(tmp_path, capsys):
 def test_end_to_end_rows_on_real_jpegs(tmp_path, capsys):
     results = pretrain_speed.main(
         ["--batch_size", "4", "--steps", "1", "--warmup", "1", "--rounds", "1", "--ceiling_size", "256",
-         "--data", str(tmp_path / "jpegs"), "--make_jpegs", "8", "--workers", "0"]
+         "--data", str(tmp_path / "jpegs"), "--make_jpegs", "8", "--workers", "0", "--json", str(tmp_path / "r.json")]
     )  # fmt: skip
+    written = json.loads((tmp_path / "r.json").read_text())  # --data with --json: paths written as strings
+    assert written["args"]["data"] == str(tmp_path / "jpegs") and len(written["results"]) == len(results)
+    production = next(r for r in results if r["variant"] == "production")["images_per_s"]
+    for row in results[
+        -2:
+    ]:  # each end-to-end row against the production step on synthetic data, not each other
+        assert row["vs_synthetic"] == pytest.approx(row["images_per_s"] / production)
     assert [r["variant"] for r in results][-2:] == ["end to end, PIL", "end to end, device"]
     assert (
         all(r["images_per_s"] > 0 for r in results)
