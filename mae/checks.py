@@ -472,10 +472,10 @@ def check_random_masking(random_masking: Callable) -> None:
     if got_mask.dtype != torch.float32:
         raise AssertionError(f"the mask should be a float tensor (1.0 = removed), got dtype {got_mask.dtype}")
 
-    with torch.random.fork_rng(devices=[]):  # leave the learner's random state as it was
-        torch.manual_seed(0)
+    with torch.random.fork_rng(devices=[]):  # leave the learner's random state as it was (CPU only: x is there)
+        torch.default_generator.manual_seed(0)
         _, default_mask, _ = _call("random_masking(x, 0.65)", random_masking, x, ratio)
-        torch.manual_seed(0)
+        torch.default_generator.manual_seed(0)
         _, rand_mask, _ = ref.random_masking(x, ratio, noise=torch.rand(2, 10))
     if not torch.equal(_tensor("mask", default_mask).float(), rand_mask):
         raise AssertionError(

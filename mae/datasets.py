@@ -75,7 +75,9 @@ class SeededSamples(torch.utils.data.Dataset):
             random.seed(seed)
             np.random.seed(seed % 2**32)
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+                # The CPU generator only: torch.manual_seed would also reseed the GPUs' generators, which fork_rng
+                # (devices=[]) does not put back, so drop-path masks in the main process would depend on the samples.
+                torch.default_generator.manual_seed(seed)
                 yield
         finally:
             random.setstate(state[0])

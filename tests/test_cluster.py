@@ -486,3 +486,18 @@ def test_one_visible_gpu_without_binding_is_refused_for_a_second_local_rank():
     assert distributed.local_gpu(3, 1, visible="5") == 0  # bound by the cluster: its one GPU is cuda:0
     with pytest.raises(RuntimeError, match="local rank 1 but sees only 1 GPUs"):
         distributed.local_gpu(1, 1)
+
+
+def test_seeding_a_sample_leaves_the_gpu_generators_alone(monkeypatch):
+    """A sample's seed goes to the CPU generator only: torch.manual_seed would also reseed every GPU's generator
+    (which fork_rng(devices=[]) does not put back), making the main process's drop-path masks depend on the data."""
+    reseeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: reseeded.append(seed))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: reseeded.append(seed))
+    dataset = mae.datasets.build_pretrain_dataset("builtin:shifted-digits", 32, 64, in_chans=1, seed=3)
+    torch.manual_seed(5)
+    reseeded.clear()
+    before = torch.get_rng_state()
+    first = dataset[7]
+    assert reseeded == [] and torch.equal(torch.get_rng_state(), before)  # nothing reseeded, the CPU state put back
+    assert all(torch.equal(a, b) for a, b in zip(first, dataset[7]))  # and each sample is still its own seed's
