@@ -28,6 +28,7 @@ from .checkpoint import (
 )
 from .datasets import LabelledImages, collate_skipping_unreadable, eval_transform, load_labelled
 from .engine import Job, add_engine_args, autocast, fit, read_json_lines, scaled_lr, seed_everything
+from .evaluation import ProbeHead
 from .models import CLASSIFIERS, evaluating
 
 
@@ -142,9 +143,11 @@ def evaluate(model, dataset, args, context, dtype=None):
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=args.batch_size, sampler=EveryNth(len(dataset), context),
         num_workers=args.num_workers, collate_fn=collate_skipping_unreadable,
+        pin_memory=args.pin_mem and context.device.type == "cuda",
     )  # fmt: skip
     with evaluating(model):
-        totals = torch.zeros(4, dtype=torch.float64, device=context.device)  # loss sum, top-1, top-k, count
+        sums = torch.zeros(3, dtype=torch.float64, device=context.device)  # loss, top-1, top-k: summed on the device
+        count = 0  # counted on the host: no tensor made from it, so no wait for the GPU, per batch
         for batch in loader:
             if batch is None:
                 continue
@@ -154,10 +157,11 @@ def evaluate(model, dataset, args, context, dtype=None):
             k = min(5, logits.shape[1])
             top = logits.float().topk(k, dim=1).indices  # (B, k)
             hits = top == labels[:, None]
-            totals += torch.stack([
+            sums += torch.stack([
                 F.cross_entropy(logits.float(), labels, reduction="sum"), hits[:, 0].sum(), hits.any(1).sum(),
-                torch.tensor(float(len(labels)), device=context.device),
             ]).double()  # fmt: skip
+            count += len(labels)
+        totals = torch.cat([sums, sums.new_tensor([count])])  # one copy to the device, after the last batch
         if context.distributed:
             torch.distributed.all_reduce(totals)
     loss, top1, topk, count = totals.tolist()
@@ -240,8 +244,9 @@ def run(args, name, build):
                     "n_parameters": n_parameters}  # fmt: skip
 
         job = Job(
-            model, optimizer, train, compute_loss, end_of_epoch, official_fields=official_fields, name=name
-        )
+            model, optimizer, train, compute_loss, end_of_epoch, official_fields=official_fields, name=name,
+            scale_gradients=not isinstance(model.head, ProbeHead),  # the probe trains in float32 only
+        )  # fmt: skip
         fit(args, context, job)
         return evaluate(model, val, args, context, dtype)
     finally:

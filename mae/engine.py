@@ -133,7 +133,8 @@ def add_engine_args(p, *, epochs, warmup_epochs, batch_size, blr, weight_decay):
     p.add_argument("--dist_url", default="env://", help=official)
     p.add_argument("--amp", choices=("bf16", "fp16", "none"), default=None,
                    help="mixed precision (default: bf16 on GPUs that compute it natively, fp16 with a "
-                        "gradient scaler on older GPUs, none on CPUs)")  # fmt: skip
+                        "gradient scaler on older GPUs, none on CPUs; none on a GPU is float32 with TF32 "
+                        "matrix products)")  # fmt: skip
     p.add_argument("--clip_grad", type=non_negative_float, default=None)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     return add_run_args(p)
@@ -229,8 +230,14 @@ def default_amp(device):
 
 def amp_dtype(args, device):
     """The autocast dtype (None for float32). bf16 and fp16 also run on CPUs, which is how CI tests the
-    autocast and GradScaler code, but more slowly than float32 there: said once."""
+    autocast and GradScaler code, but more slowly than float32 there: said once.
+
+    float32 on a GPU multiplies matrices in TF32 on the tensor cores (Ampere and later; cuDNN's convolutions already
+    do by default), as PyTorch did by default when MAE was published (before 1.12): the full-precision matmul is
+    several times slower and changes no result that matters here."""
     choice = args.amp or default_amp(device)
+    if choice == "none" and device.type == "cuda":
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
     if choice != "none" and device.type != "cuda":
         warnings.warn(
             f"--amp {choice} on {device.type}: it runs, but usually more slowly than float32 there; it is "
@@ -490,6 +497,10 @@ class Job:
     name: str = "training"
     collate: callable = collate_skipping_unreadable
     prepare: callable = None  # (batch, device) -> tensors on the device, or None; default: move every tensor
+    # False where no trained weight's gradient passes through float16 (the linear probe's head runs in float32):
+    # --amp fp16 then skips the GradScaler, whose step waits for the GPU every step with optimizers that have no
+    # fused AMP support (LARS).
+    scale_gradients: bool = True
 
 
 # --------------------------------------------------------------------------- one optimizer step
@@ -766,7 +777,7 @@ def start(args, context, job, stop):
     steps_per_epoch = sampler.num_samples // per_step
     sampler.stop = steps_per_epoch * per_step  # whole optimizer steps only
     dtype = amp_dtype(args, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16 and job.scale_gradients)
     position, resumed_from = resume(args, model, job.optimizer, scaler, context)
     train_model = torch.compile(model) if args.compile else model
     if context.distributed:

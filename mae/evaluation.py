@@ -13,12 +13,21 @@ from torch import nn
 from .models import evaluating
 
 
+class ProbeHead(nn.Sequential):
+    """BatchNorm1d then Linear (state-dict keys 0.* and 1.*, as the official head), computed in float32 even under
+    autocast: it is all that trains, so no gradient passes through float16 and --amp fp16 needs no GradScaler."""
+
+    def forward(self, features):
+        with torch.autocast(features.device.type, enabled=False):
+            return super().forward(features.float())
+
+
 def probe_head(embed_dim, num_classes):
     """BatchNorm1d(affine=False, eps=1e-6) then Linear, its weights drawn with std 0.01."""
     linear = nn.Linear(embed_dim, num_classes)
     nn.init.trunc_normal_(linear.weight, std=0.01)
     nn.init.zeros_(linear.bias)
-    return nn.Sequential(nn.BatchNorm1d(embed_dim, affine=False, eps=1e-6), linear)
+    return ProbeHead(nn.BatchNorm1d(embed_dim, affine=False, eps=1e-6), linear)
 
 
 def lars(head, lr, weight_decay):

@@ -501,3 +501,78 @@ def test_seeding_a_sample_leaves_the_gpu_generators_alone(monkeypatch):
     first = dataset[7]
     assert reseeded == [] and torch.equal(torch.get_rng_state(), before)  # nothing reseeded, the CPU state put back
     assert all(torch.equal(a, b) for a, b in zip(first, dataset[7]))  # and each sample is still its own seed's
+
+
+# --------------------------------------------------------------------------- 7. evaluation, TF32, the probe's scaler
+
+
+def test_float32_on_a_gpu_multiplies_in_tf32():
+    matmul, before = torch.backends.cuda.matmul, torch.backends.cuda.matmul.fp32_precision
+    try:
+        matmul.fp32_precision = "none"
+        engine.amp_dtype(SimpleNamespace(amp=None), torch.device("cpu"))
+        engine.amp_dtype(SimpleNamespace(amp="bf16"), torch.device("cuda", 0))
+        assert matmul.fp32_precision == "none"  # CPUs, and autocast on GPUs: untouched
+        assert engine.amp_dtype(SimpleNamespace(amp="none"), torch.device("cuda", 0)) is None
+        assert matmul.fp32_precision == "tf32"
+    finally:
+        matmul.fp32_precision = before
+
+
+def test_evaluation_counts_on_the_host_and_pins_its_batches(monkeypatch):
+    """No tensor is made on the device per batch (each one waited for the GPU), and batches come from pinned memory
+    on GPUs, as in training; the statistics are those of the whole dataset."""
+    from mae import classify
+
+    torch.manual_seed(0)
+    images, labels = torch.randn(37, 1, 32, 32), torch.randint(0, 10, (37,))
+    model = mae.create_classifier("vit_mini_patch8", num_classes=10, img_size=32, in_chans=1)
+    args = SimpleNamespace(batch_size=8, num_workers=0, pin_mem=True)
+    made_on_device = []
+    real_tensor = torch.tensor
+    monkeypatch.setattr(torch, "tensor", lambda *a, **k: made_on_device.append(k) or real_tensor(*a, **k))
+    stats = classify.evaluate(model, torch.utils.data.TensorDataset(images, labels), args, distributed.Context())
+    assert [k for k in made_on_device if "device" in k] == []
+    with torch.no_grad():
+        logits = model.eval()(images)
+    top5 = logits.topk(5, dim=1).indices == labels[:, None]
+    assert stats["acc1"] == pytest.approx(100 * top5[:, 0].double().mean().item())
+    assert stats["acc5"] == pytest.approx(100 * top5.any(1).double().mean().item())
+    assert stats["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-5)
+
+    class Built(Exception):
+        pass
+
+    def record(*args, **kwargs):
+        raise Built(kwargs["pin_memory"])
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", record)
+    for device, pinned in (("cuda", True), ("cpu", False)):
+        with pytest.raises(Built) as built:
+            classify.evaluate(model, [], args, distributed.Context(device=torch.device(device)))
+        assert built.value.args == (pinned,)
+
+
+def test_the_probe_head_trains_in_float32_under_autocast():
+    torch.manual_seed(0)
+    head, features = linprobe.probe_head(16, 3), torch.randn(8, 16)
+    expected = head(features)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = head(features.bfloat16())
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, head(features.bfloat16().float()))  # the head itself computed in float32
+    assert not torch.equal(got, expected)  # (the input was rounded to bf16 by the encoder, not by the head)
+
+
+@pytest.mark.parametrize(("job", "scaled"), [(linprobe, False), (finetune, True)])
+def test_fp16_uses_the_gradient_scaler_only_where_gradients_pass_through_fp16(job, scaled, tmp_path, monkeypatch):
+    """The probe head is all that trains, in float32: --amp fp16 needs no GradScaler there (its step would wait for
+    the GPU every step: LARS has no fused AMP support); fine-tuning trains the whole fp16 network and keeps it."""
+    made = []
+    real = torch.amp.GradScaler
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda *a, **k: made.append(k["enabled"]) or real(*a, **k))
+    small = ["--model", "vit_mini_patch8", "--input_size", "32", "--data_path", "builtin:digits", "--device", "cpu",
+             "--num_workers", "0", "--batch_size", "16", "--max_steps", "1", "--amp", "fp16"]  # fmt: skip
+    with pytest.warns(UserWarning, match="--amp fp16 on cpu"):
+        job.main([*small, "--output_dir", str(tmp_path)])
+    assert made == [scaled]
