@@ -3,7 +3,7 @@
     python benchmarks/pretrain_speed.py                      # CPU: the tiny configuration, 2 threads
     python benchmarks/pretrain_speed.py --device cuda --model mae_vit_base_patch16 --input_size 224 --batch_size 256 --compile
     python benchmarks/pretrain_speed.py --device cuda --model mae_vit_large_patch16 --input_size 224 --batch_size 256 \
-        --data /tmp/jpegs --make_jpegs 20000 --workers 16      # + end to end on real JPEG files
+        --data /tmp/jpegs --make_jpegs 6400 --e2e_batch_sizes 64 256   # + end to end on real JPEG files
 
 Each row runs the same training step (forward, backward, AdamW step) on synthetic data in this
 one process, one after the other, so that their ratios are comparable on a noisy machine. The rows
@@ -18,9 +18,12 @@ add one lever at a time to the official recipe:
 - + torch.compile (with --compile): the model compiled.
 
 "production" is what the engine (mae/engine.py) runs by default on this device, measured again.
-With --data, two more rows run the production step end to end on a folder of JPEG files (--make_jpegs
-writes one from the bundled photographs): decoded by PIL in DataLoader workers (the default path), and
-read by the workers but decoded, cropped and resized on the device (--gpu_decode, mae/device_decode.py).
+With --data, more rows run the production step end to end on a folder of JPEG files (--make_jpegs
+writes one from the bundled photographs), at each of --e2e_batch_sizes: decoded by PIL in DataLoader
+workers (the default path), and read by the workers but decoded, cropped and resized on the device
+(--gpu_decode, mae/device_decode.py); each against the production step on synthetic data at the same batch
+size, timed over --e2e_steps (100) steps so that what the workers decoded ahead is drained (run_end_to_end).
+benchmarks/gpu_first_look.sh runs the documented GPU commands in one go.
 FLOPs are counted, not measured: per transformer block 24*n*w^2 + 4*n^2*w forward FLOPs over n tokens
 of width w (plus patch embedding, decoder embedding and prediction head), training = 3 x forward.
 The ceiling for utilisation is this machine's own matrix-multiply rate, measured here (best of 5);
@@ -40,7 +43,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mae.engine import FUSED_ADAMW, amp_dtype, micro_step, optimizer_step  # noqa: E402
+from mae.distributed import Context  # noqa: E402
+from mae.engine import FUSED_ADAMW, amp_dtype, default_workers, micro_step, optimizer_step  # noqa: E402
 from mae.models import create_model  # noqa: E402
 from mae.pretrain import param_groups, pretraining_loss  # noqa: E402
 
@@ -182,6 +186,9 @@ def run_variant(name, settings, args, device):
             "peak_memory_gib": memory, "flops_per_image": train_flops_per_image(model, args.mask_ratio)}  # fmt: skip
 
 
+PREFETCH = 4  # batches each end-to-end worker prepares ahead
+
+
 def make_jpegs(folder, count, seed=0):
     """`count` JPEGs of about ImageNet's size (crops of the bundled photographs, 300-500 px, quality 90)."""
     import numpy as np
@@ -202,8 +209,15 @@ def make_jpegs(folder, count, seed=0):
         )
 
 
-def run_end_to_end(name, args, device, gpu_decode):
-    """The production step fed by a DataLoader over real JPEG files: decoded by PIL in workers, or on the device."""
+def run_end_to_end(name, args, device, gpu_decode, batch_size):
+    """The production step fed by a DataLoader over real JPEG files: decoded by PIL in workers, or on the device.
+
+    Workers start filling their queues (workers x prefetch_factor batches) before the first step, so a short run
+    can time batches decoded beforehand and report the GPU's speed instead of the decoders'. So it times
+    --e2e_steps steps after --warmup (over as many passes of the folder as that takes) and reports the rate of the
+    second half, by when the queues are drained wherever decoding is the bottleneck; the first half's rate is kept
+    beside it ("first_half_images_per_s"), and a difference says the queues were still draining.
+    """
     from torch.utils.data import DataLoader
 
     from mae.datasets import ImageFiles, build_pretrain_dataset, collate_skipping_unreadable
@@ -225,29 +239,38 @@ def run_end_to_end(name, args, device, gpu_decode):
             build_pretrain_dataset(str(args.data), args.input_size, L),
             collate_skipping_unreadable,
         )
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers, drop_last=True,
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=args.workers, drop_last=True,
                         collate_fn=collate, pin_memory=device.type == "cuda", persistent_workers=args.workers > 0,
-                        prefetch_factor=4 if args.workers > 0 else None)  # fmt: skip
-    needed = args.warmup + args.steps
-    if len(loader) < needed:
-        raise ValueError(f"{args.data} gives {len(loader)} batches; --warmup + --steps need {needed}")
-    images, start = 0, None
-    for i, batch in enumerate(loader):
+                        prefetch_factor=PREFETCH if args.workers > 0 else None)  # fmt: skip
+    if len(loader) == 0:
+        raise ValueError(f"{args.data} holds fewer JPEGs than one batch of {batch_size}")
+
+    def batches():  # pass after pass over the folder, as many as the steps need
+        while True:
+            yield from loader
+
+    times, images = [], []
+    for i, batch in zip(range(args.warmup + args.e2e_steps), batches()):
         if i == args.warmup:
             synchronize(device)
-            start, images = time.perf_counter(), 0
-        if i == needed:
-            break
-        imgs, noise = (
-            decode_batch(batch, args.input_size, device) if gpu_decode else (t.to(device) for t in batch)
-        )
+            times.append(time.perf_counter())
+        if gpu_decode:
+            imgs, noise = decode_batch(batch, args.input_size, device)
+        else:
+            imgs, noise = (t.to(device, non_blocking=True) for t in batch)  # as the engine copies
         micro_step(model, partial(pretraining_loss, mask_ratio=args.mask_ratio), (imgs, noise), scaler,
                    (device.type, dtype), accum_iter=1)  # fmt: skip
         optimizer_step(model, optimizer, scaler)
-        images += imgs.shape[0]
-    synchronize(device)
-    return {"variant": name, "settings": {**settings, "gpu_decode": gpu_decode},
-            "images_per_s": images / (time.perf_counter() - start), "peak_memory_gib": float("nan"),
+        if i >= args.warmup:
+            images.append(imgs.shape[0])
+            if i + 1 == args.warmup + args.e2e_steps // 2 or i + 1 == args.warmup + args.e2e_steps:
+                synchronize(device)  # the middle and the end: the only waits for the device
+                times.append(time.perf_counter())
+    half = args.e2e_steps // 2
+    rates = [sum(images[:half]) / (times[1] - times[0]), sum(images[half:]) / (times[2] - times[1])]
+    return {"variant": name, "settings": {**settings, "gpu_decode": gpu_decode}, "batch_size": batch_size,
+            "images_per_s": rates[1], "first_half_images_per_s": rates[0], "steps": args.e2e_steps,
+            "workers": args.workers, "peak_memory_gib": float("nan"),
             "flops_per_image": train_flops_per_image(model, args.mask_ratio)}  # fmt: skip
 
 
@@ -277,8 +300,19 @@ def main(argv=None):
     parser.add_argument("--data", type=Path, default=None,
                         help="a folder of JPEGs (with train/): also measure end to end, PIL decoding vs device decoding")  # fmt: skip
     parser.add_argument("--make_jpegs", type=int, default=0, help="first write this many JPEGs into --data")
-    parser.add_argument("--workers", type=int, default=16, help="DataLoader workers for the end-to-end rows")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="DataLoader workers for the end-to-end rows (default: what mae.engine gives a training "
+                             "process here: the cores it may use, less one for itself, at most 10)")  # fmt: skip
+    parser.add_argument("--e2e_steps", type=int, default=100,
+                        help="steps timed end to end after --warmup; the second half's rate is reported")  # fmt: skip
+    parser.add_argument("--e2e_batch_sizes", type=int, nargs="+", default=None,
+                        help="batch sizes of the end-to-end rows (default: --batch_size), e.g. 64 (the paper's per "
+                             "GPU) 256")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.e2e_steps < 2:
+        parser.error(f"--e2e_steps must be at least 2 (two halves), got {args.e2e_steps}")
+    if args.workers is None:
+        args.workers = default_workers(Context())
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -311,13 +345,18 @@ def main(argv=None):
     if args.data:
         if args.make_jpegs:
             make_jpegs(args.data, args.make_jpegs)
-        synthetic = next(r for r in results if r["variant"] == "production")["images_per_s"]
-        for name, gpu_decode in (("end to end, PIL", False), ("end to end, device", True)):
-            row = run_end_to_end(name, args, device, gpu_decode)
-            row["vs_synthetic"] = (
-                row["images_per_s"] / synthetic
-            )  # both rows against the same production rate
-            results.append(row)
+        for batch_size in args.e2e_batch_sizes or [args.batch_size]:
+            synthetic = next(r for r in results if r["variant"] == "production")
+            if batch_size != args.batch_size:  # the production step on synthetic data at this batch size too
+                at_size = argparse.Namespace(**{**vars(args), "batch_size": batch_size})
+                synthetic = run_variant(f"production, batch {batch_size}", production(device), at_size, device)  # fmt: skip
+                results.append(synthetic)
+            for decoder, gpu_decode in (("PIL", False), ("device", True)):
+                row = run_end_to_end(f"end to end, {decoder}, batch {batch_size}", args, device, gpu_decode,
+                                     batch_size)  # fmt: skip
+                # against the same step on synthetic data at the same batch size
+                row["vs_synthetic"] = row["images_per_s"] / synthetic["images_per_s"]
+                results.append(row)
 
     print(
         f"{args.model}, image {args.input_size}, batch {args.batch_size}, mask {args.mask_ratio}, {hardware}, "
@@ -325,19 +364,20 @@ def main(argv=None):
         f"ceiling ({ceiling_name}, measured) {ceiling / 1e12:.3f} TFLOP/s; torch {torch.__version__}"
     )
     print(
-        f"{'variant':18s} {'images/s':>10s} {'GFLOP/img':>10s} {'TFLOP/s':>9s} {'MFU':>7s} {'peak GiB':>9s} {'vs baseline':>12s}"
+        f"{'variant':30s} {'images/s':>10s} {'GFLOP/img':>10s} {'TFLOP/s':>9s} {'MFU':>7s} {'peak GiB':>9s} {'vs baseline':>12s}"
     )
     for r in results:
         achieved = r["images_per_s"] * r["flops_per_image"]
         r.update(tflops=achieved / 1e12, mfu=achieved / ceiling, speedup=r["images_per_s"] / baseline)
         print(
-            f"{r['variant']:18s} {r['images_per_s']:10.1f} {r['flops_per_image'] / 1e9:10.2f} {r['tflops']:9.3f} "
+            f"{r['variant']:30s} {r['images_per_s']:10.1f} {r['flops_per_image'] / 1e9:10.2f} {r['tflops']:9.3f} "
             f"{r['mfu']:7.1%} {r['peak_memory_gib']:9.2f} {r['speedup']:11.2f}x"
-            + (f"  ({r['vs_synthetic']:.0%} of production on synthetic data)" if "vs_synthetic" in r else "")
-        )
+            + (f"  ({r['vs_synthetic']:.0%} of production on synthetic data; first half of the steps "
+               f"{r['first_half_images_per_s']:.1f}/s)" if "vs_synthetic" in r else "")
+        )  # fmt: skip
     at_ceiling = ceiling / results[0]["flops_per_image"]
     print(
-        f"{'at the ceiling':18s} {at_ceiling:10.1f} {'':10s} {ceiling / 1e12:9.3f} {1:7.1%} {'':9s} "
+        f"{'at the ceiling':30s} {at_ceiling:10.1f} {'':10s} {ceiling / 1e12:9.3f} {1:7.1%} {'':9s} "
         f"{at_ceiling / baseline:11.2f}x"
     )
     model = create_model(args.model, img_size=args.input_size)
@@ -345,7 +385,7 @@ def main(argv=None):
         model, args, device, torch.bfloat16 if device.type == "cuda" else torch.float32
     )
     print(
-        f"{'linear layers only':18s} {floor:10.1f}   (the blocks' matrix products alone, at the rate reached for "
+        f"{'linear layers only':30s} {floor:10.1f}   (the blocks' matrix products alone, at the rate reached for "
         f"their shapes here: {floor / baseline:.2f}x the baseline)"
     )
     if args.json:

@@ -149,11 +149,11 @@ class BackgroundWriter:
 # --------------------------------------------------------------------------- the measurement
 
 
-def training_state(model_name):
+def training_state(model_name, device="cpu"):
     """A model and an AdamW optimizer whose state is filled (one step on zero gradients: no forward pass)."""
     from .models import create_model
 
-    model = create_model(model_name)
+    model = create_model(model_name).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95))
     for param in model.parameters():
         param.grad = torch.zeros_like(param)
@@ -184,17 +184,18 @@ def timed_write(path, written):
     return write
 
 
-def measure(model_name, folder, rounds=2, alone_seconds=2.0):
+def measure(model_name, folder, rounds=2, alone_seconds=2.0, device="cpu"):
     """Seconds the training thread is held by a synchronous save and by a background one, and how fast a
-    stand-in loop runs beside the background write (relative to alone)."""
+    stand-in loop runs beside the background write (relative to alone). On a GPU the state lives there, and the
+    snapshot is the copy into pinned host buffers that the training thread only queues."""
     from .checkpoint import save_checkpoint
 
-    model, optimizer = training_state(model_name)
+    model, optimizer = training_state(model_name, device)
     path = Path(folder) / "checkpoint-last.pth"
     size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     size += sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values())
     extra = lambda: dict(optimizer=optimizer.state_dict(), step=1)  # noqa: E731
-    result = {"model": model_name, "state_gb": size / 1e9, "sync_s": [], "blocked_first_s": [], "blocked_s": [], "write_s": [],
+    result = {"model": model_name, "device": str(device), "state_gb": size / 1e9, "sync_s": [], "blocked_first_s": [], "blocked_s": [], "write_s": [],
               "loop_alone": busy_work(alone_seconds), "loop_during_write": []}  # fmt: skip
     for _ in range(rounds):
         start = time.perf_counter()
@@ -227,11 +228,12 @@ def main(argv=None):
     p.add_argument("--model", default="mae_vit_large_patch16")
     p.add_argument("--folder", default=None, help="where to write (default: a temporary folder)")
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="where the model and its optimizer live (cpu, cuda)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.folder) as folder:
-        result = measure(args.model, folder, args.rounds)
-    print(f"{result['model']}: {result['state_gb']:.2f} GB of weights and AdamW state")
+        result = measure(args.model, folder, args.rounds, device=args.device)
+    print(f"{result['model']} on {result['device']}: {result['state_gb']:.2f} GB of weights and AdamW state")
     print(f"  synchronous save, training blocked (s):    {', '.join(f'{s:.2f}' for s in result['sync_s'])}")
     print(
         f"  background save, training blocked (s):     {', '.join(f'{s:.2f}' for s in result['blocked_s'])} "

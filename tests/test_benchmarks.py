@@ -62,17 +62,50 @@ def test_benchmark_runs_and_reports_every_variant(tmp_path, capsys):
 def test_end_to_end_rows_on_real_jpegs(tmp_path, capsys):
     results = pretrain_speed.main(
         ["--batch_size", "4", "--steps", "1", "--warmup", "1", "--rounds", "1", "--ceiling_size", "256",
-         "--data", str(tmp_path / "jpegs"), "--make_jpegs", "8", "--workers", "0", "--json", str(tmp_path / "r.json")]
+         "--data", str(tmp_path / "jpegs"), "--make_jpegs", "8", "--workers", "0", "--e2e_steps", "6",
+         "--e2e_batch_sizes", "2", "4", "--json", str(tmp_path / "r.json")]
     )  # fmt: skip
     written = json.loads((tmp_path / "r.json").read_text())  # --data with --json: paths written as strings
     assert written["args"]["data"] == str(tmp_path / "jpegs") and len(written["results"]) == len(results)
-    production = next(r for r in results if r["variant"] == "production")["images_per_s"]
-    for row in results[
-        -2:
-    ]:  # each end-to-end row against the production step on synthetic data, not each other
-        assert row["vs_synthetic"] == pytest.approx(row["images_per_s"] / production)
-    assert [r["variant"] for r in results][-2:] == ["end to end, PIL", "end to end, device"]
+    rows = {r["variant"]: r for r in results}
+    assert list(rows)[-5:] == ["production, batch 2", "end to end, PIL, batch 2", "end to end, device, batch 2",
+                               "end to end, PIL, batch 4", "end to end, device, batch 4"]  # fmt: skip
+    for batch, production in ((2, rows["production, batch 2"]), (4, rows["production"])):
+        for decoder in ("PIL", "device"):  # against the production step on synthetic data at the same batch
+            row = rows[f"end to end, {decoder}, batch {batch}"]
+            assert row["vs_synthetic"] == pytest.approx(row["images_per_s"] / production["images_per_s"])
+            # 6 steps of `batch` from 8 files: several passes over the folder, timed in two halves
+            assert row["steps"] == 6 and row["batch_size"] == batch and row["first_half_images_per_s"] > 0
     assert (
         all(r["images_per_s"] > 0 for r in results)
         and "of production on synthetic data" in capsys.readouterr().out
     )
+
+
+def test_end_to_end_steps_need_two_halves():
+    with pytest.raises(SystemExit):
+        pretrain_speed.main(["--e2e_steps", "1"])
+
+
+@pytest.mark.integration
+def test_the_gpu_script_runs_every_part_as_it_stands(tmp_path):
+    """benchmarks/gpu_first_look.sh with SMOKE=1 on the CPU: the same commands and flags on tiny models, so the first
+    GPU lent runs it without a fix; each part leaves its log and JSON."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "SMOKE": "1", "DEVICE": "cpu", "PYTHON": sys.executable, "OUT": str(tmp_path),
+           "OMP_NUM_THREADS": "1"}  # fmt: skip
+    done = subprocess.run(["bash", "benchmarks/gpu_first_look.sh"], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "skipped" in (tmp_path / "tests.log").read_text()  # no GPU here: test_gpu.py skips, and says so
+    vitl = json.loads((tmp_path / "vitl.json").read_text())
+    assert [r["variant"] for r in vitl["results"]][-2:] == ["end to end, PIL, batch 4", "end to end, device, batch 4"]  # fmt: skip
+    assert json.loads((tmp_path / "vitb.json").read_text())["results"]
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["blocked_s"]
+    assert "exit 0" in done.stdout
+    bad = subprocess.run(["bash", "benchmarks/gpu_first_look.sh", "vitz"], cwd=root, env=env, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and "unknown part 'vitz'" in bad.stderr
