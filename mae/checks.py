@@ -472,7 +472,8 @@ def check_random_masking(random_masking: Callable) -> None:
     if got_mask.dtype != torch.float32:
         raise AssertionError(f"the mask should be a float tensor (1.0 = removed), got dtype {got_mask.dtype}")
 
-    with torch.random.fork_rng(devices=[]):  # leave the learner's random state as it was (CPU only: x is there)
+    # Leave the learner's random state as it was (the CPU's only: x is there).
+    with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(0)
         _, default_mask, _ = _call("random_masking(x, 0.65)", random_masking, x, ratio)
         torch.default_generator.manual_seed(0)

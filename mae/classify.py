@@ -146,8 +146,9 @@ def evaluate(model, dataset, args, context, dtype=None):
         pin_memory=args.pin_mem and context.device.type == "cuda",
     )  # fmt: skip
     with evaluating(model):
-        sums = torch.zeros(3, dtype=torch.float64, device=context.device)  # loss, top-1, top-k: summed on the device
-        count = 0  # counted on the host: no tensor made from it, so no wait for the GPU, per batch
+        # Loss, top-1 and top-k summed on the device; the count on the host (a tensor made from it per batch would
+        # wait for the GPU).
+        sums, count = torch.zeros(3, dtype=torch.float64, device=context.device), 0
         for batch in loader:
             if batch is None:
                 continue

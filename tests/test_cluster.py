@@ -499,8 +499,9 @@ def test_seeding_a_sample_leaves_the_gpu_generators_alone(monkeypatch):
     reseeded.clear()
     before = torch.get_rng_state()
     first = dataset[7]
-    assert reseeded == [] and torch.equal(torch.get_rng_state(), before)  # nothing reseeded, the CPU state put back
-    assert all(torch.equal(a, b) for a, b in zip(first, dataset[7]))  # and each sample is still its own seed's
+    # Nothing reseeded, the CPU's state put back, and each sample still its own seed's.
+    assert reseeded == [] and torch.equal(torch.get_rng_state(), before)
+    assert all(torch.equal(a, b) for a, b in zip(first, dataset[7]))
 
 
 # --------------------------------------------------------------------------- 7. evaluation, TF32, the probe's scaler
@@ -531,7 +532,8 @@ def test_evaluation_counts_on_the_host_and_pins_its_batches(monkeypatch):
     made_on_device = []
     real_tensor = torch.tensor
     monkeypatch.setattr(torch, "tensor", lambda *a, **k: made_on_device.append(k) or real_tensor(*a, **k))
-    stats = classify.evaluate(model, torch.utils.data.TensorDataset(images, labels), args, distributed.Context())
+    data = torch.utils.data.TensorDataset(images, labels)
+    stats = classify.evaluate(model, data, args, distributed.Context())
     assert [k for k in made_on_device if "device" in k] == []
     with torch.no_grad():
         logits = model.eval()(images)
@@ -565,7 +567,9 @@ def test_the_probe_head_trains_in_float32_under_autocast():
 
 
 @pytest.mark.parametrize(("job", "scaled"), [(linprobe, False), (finetune, True)])
-def test_fp16_uses_the_gradient_scaler_only_where_gradients_pass_through_fp16(job, scaled, tmp_path, monkeypatch):
+def test_fp16_uses_the_gradient_scaler_only_where_gradients_pass_through_fp16(
+    job, scaled, tmp_path, monkeypatch
+):
     """The probe head is all that trains, in float32: --amp fp16 needs no GradScaler there (its step would wait for
     the GPU every step: LARS has no fused AMP support); fine-tuning trains the whole fp16 network and keeps it."""
     made = []
