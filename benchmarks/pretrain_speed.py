@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mae.distributed import Context  # noqa: E402
 from mae.engine import FUSED_ADAMW, amp_dtype, default_workers, micro_step, optimizer_step  # noqa: E402
 from mae.models import create_model  # noqa: E402
-from mae.pretrain import param_groups, pretraining_loss  # noqa: E402
+from mae.pretrain import batch_to_device, param_groups, pretraining_loss  # noqa: E402
 
 
 def train_flops_per_image(model, mask_ratio):
@@ -257,7 +257,7 @@ def run_end_to_end(name, args, device, gpu_decode, batch_size):
         if gpu_decode:
             imgs, noise = decode_batch(batch, args.input_size, device)
         else:
-            imgs, noise = (t.to(device, non_blocking=True) for t in batch)  # as the engine copies
+            imgs, noise = batch_to_device(batch, device)  # uint8 copied, normalised there, as in training
         micro_step(model, partial(pretraining_loss, mask_ratio=args.mask_ratio), (imgs, noise), scaler,
                    (device.type, dtype), accum_iter=1)  # fmt: skip
         optimizer_step(model, optimizer, scaler)

@@ -32,15 +32,16 @@ from .images import TRAINING_PHOTOS, channel_stats, normalize, sample_photo
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif"}
 
 
-def pretrain_transform(input_size, in_chans=3, scale=(0.2, 1.0)):
-    """The paper's augmentation: RandomResizedCrop(scale 0.2-1, bicubic), horizontal flip, normalisation."""
-    mean, std = channel_stats(in_chans)
+def pretrain_transform(input_size, scale=(0.2, 1.0)):
+    """The paper's augmentation: RandomResizedCrop(scale 0.2-1, bicubic), horizontal flip; a uint8 tensor.
+
+    Scaling to [0, 1] and normalising happen where the batch lands (images.to_model_input, on the GPU in training):
+    workers then send, and the host copies to the GPU, a quarter of float32's bytes.
+    """
     return v2.Compose([
         v2.RandomResizedCrop(input_size, scale=scale, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
         v2.RandomHorizontalFlip(),
         v2.ToImage(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean, std),
     ])  # fmt: skip
 
 
@@ -98,7 +99,7 @@ class MaskedImages(SeededSamples):
     def __init__(self, images, input_size, num_patches, in_chans=3, seed=0, scale=(0.2, 1.0), transform=None):
         super().__init__(seed)
         self.images, self.num_patches = images, num_patches
-        self.transform = transform or pretrain_transform(input_size, in_chans, scale)
+        self.transform = transform or pretrain_transform(input_size, scale)
         self.mode = "RGB" if in_chans == 3 else "L"
 
     def __len__(self):

@@ -107,10 +107,10 @@ def decode_batch(batch, input_size, device):
     if not kept:
         return None
     crops = []
-    for i in kept:
-        top, left, h, w, flip = boxes[i].tolist()
-        crop = TF.resized_crop(images[i].unsqueeze(0).float(), top, left, h, w, [input_size, input_size],
-                               interpolation=InterpolationMode.BICUBIC, antialias=True)  # fmt: skip
+    # One .tolist() for the batch, and only the crop (not the whole photograph) made float.
+    for i, (top, left, h, w, flip) in zip(kept, boxes[kept].tolist()):
+        crop = images[i][None, :, top : top + h, left : left + w].float()
+        crop = TF.resize(crop, [input_size, input_size], InterpolationMode.BICUBIC, antialias=True)
         crops.append(crop.flip(-1) if flip else crop)
     x = torch.cat(crops).div_(255).clamp_(0, 1)  # (B, 3, S, S)
     return normalize(x), noise[kept].to(device, non_blocking=True)

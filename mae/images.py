@@ -1,10 +1,12 @@
 """Images that installed packages ship, so that nothing is ever downloaded, and ImageNet normalisation."""
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.v2.functional import to_dtype
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -84,16 +86,32 @@ def channel_stats(channels):
 
 def _stats(x):
     """channel_stats of a (B, C, H, W) batch, as (1, C, 1, 1) tensors on its device."""
-    channels = x.shape[1]
+    return _stats_on(x.shape[1], x.device)
+
+
+@functools.cache
+def _stats_on(channels, device):
+    """Made once per device: a tensor built from Python numbers on a GPU is a copy that waits for the GPU's queue
+    (once per batch where the GPU normalises)."""
     mean, std = channel_stats(channels)
     shape = (1, channels, 1, 1)
-    return torch.tensor(mean, device=x.device).view(shape), torch.tensor(std, device=x.device).view(shape)
+    return torch.tensor(mean, device=device).view(shape), torch.tensor(std, device=device).view(shape)
 
 
 def normalize(x):
     """(B, C, H, W) in [0, 1] -> normalised as the model sees it."""
     mean, std = _stats(x)
     return (x - mean) / std
+
+
+def to_model_input(x):
+    """A batch as the model takes it: uint8 images (what pretraining's workers send) scaled to [0, 1] and
+    normalised, on whatever device they are; float images, which their transform normalised already, as they are.
+
+    The same arithmetic as torchvision's ToDtype(scale=True) then Normalize in the workers: bit for bit."""
+    if x.dtype != torch.uint8:
+        return x
+    return normalize(to_dtype(x, torch.float32, scale=True))
 
 
 def denormalize(x):

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from . import distributed
-from .datasets import build_pretrain_dataset
+from .datasets import build_pretrain_dataset, collate_skipping_unreadable
 from .engine import (
     FUSED_ADAMW,
     Job,
@@ -29,6 +29,7 @@ from .engine import (
     scaled_lr,
     seed_everything,
 )
+from .images import to_model_input
 from .models import CONFIGS, create_model, evaluating
 
 
@@ -82,27 +83,28 @@ def param_groups(model, weight_decay):
 
 
 @torch.no_grad()
-def reconstruction_grid(model, dataset, count=4, prepare=None):
+def batch_to_device(batch, device):
+    """(images, noise) as the workers send them -> on `device`, the images scaled and normalised there (they travel
+    as uint8: a quarter of float32's bytes through the workers' queues and the copy to the GPU)."""
+    images, noise = batch
+    return to_model_input(images.to(device, non_blocking=True)), noise.to(device, non_blocking=True)
+
+
+def reconstruction_grid(
+    model, dataset, count=4, collate=collate_skipping_unreadable, prepare=batch_to_device
+):
     """Rows of (original, masked, reconstruction + visible) for the first readable images, with fixed noise;
-    None when none of the first files can be read."""
+    None when none of the first files can be read. `collate` and `prepare` as the job's (--gpu_decode: the samples
+    are still encoded, and one may fail to decode)."""
     from torchvision.utils import make_grid
 
-    from .datasets import collate_skipping_unreadable
     from .reconstruction import reconstruct
 
-    device = next(model.parameters()).device
     samples = first_readable(dataset, count)
-    if not samples:
+    prepared = prepare(collate(samples), next(model.parameters()).device) if samples else None
+    if prepared is None:
         return None
-    if prepare is None:
-        imgs, noise = (t.to(device) for t in collate_skipping_unreadable(samples))
-    else:  # --gpu_decode: the samples are still encoded (and one may fail to decode)
-        from .device_decode import collate_encoded
-
-        prepared = prepare(collate_encoded(samples), device)
-        if prepared is None:
-            return None
-        imgs, noise = prepared
+    imgs, noise = prepared
     with evaluating(model):
         _, panels = reconstruct(model, imgs, 0.75, noise)
     rows = torch.stack([panels[k] for k in ("original", "masked 75%", "reconstruction + visible")], dim=1)
@@ -121,10 +123,10 @@ def first_readable(dataset, count, search=256):
     return samples
 
 
-def epoch_figure(model, dataset, epoch, prepare=None):
+def epoch_figure(model, dataset, epoch, collate, prepare):
     """The epoch's reconstruction grid, or None with a warning: a figure never stops training."""
     try:
-        return reconstruction_grid(model, dataset, prepare=prepare)
+        return reconstruction_grid(model, dataset, collate=collate, prepare=prepare)
     except Exception as error:  # noqa: BLE001 - the figure is a by-product; the checkpoint comes next
         warnings.warn(
             f"no reconstruction figure for epoch {epoch} ({type(error).__name__}: {error}); training goes on",
@@ -155,7 +157,7 @@ def train(args, context):
         args.model, img_size=args.input_size, in_chans=args.in_chans, norm_pix_loss=args.norm_pix_loss
     )
     model.to(context.device)
-    job_data = {}
+    job_data = dict(collate=collate_skipping_unreadable, prepare=batch_to_device)
     if args.gpu_decode:
         from .datasets import ImageFiles
         from .device_decode import EncodedMaskedImages, collate_encoded, decode_batch
@@ -185,7 +187,7 @@ def train(args, context):
     def end_of_epoch(epoch, step):
         if not context.is_main:
             return {}, None
-        return {}, epoch_figure(model, dataset, epoch, prepare=job_data.get("prepare"))
+        return {}, epoch_figure(model, dataset, epoch, **job_data)
 
     fit(
         args,

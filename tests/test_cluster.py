@@ -580,3 +580,33 @@ def test_fp16_uses_the_gradient_scaler_only_where_gradients_pass_through_fp16(
     with pytest.warns(UserWarning, match="--amp fp16 on cpu"):
         job.main([*small, "--output_dir", str(tmp_path)])
     assert made == [scaled]
+
+
+# --------------------------------------------------------------------------- 5. uint8 batches, normalised where they land
+
+
+@pytest.mark.parametrize("data, channels", [("builtin", 3), ("builtin:digits", 1)])
+def test_pretraining_batches_travel_as_uint8_and_are_normalised_bit_for_bit(data, channels):
+    """Workers send uint8 (a quarter of float32's bytes); scaled and normalised on the training device, the images
+    are exactly what ToDtype(scale=True) and Normalize in the workers gave before."""
+    from torchvision.transforms import v2
+
+    from mae.datasets import build_pretrain_dataset, collate_skipping_unreadable
+    from mae.images import channel_stats
+
+    dataset = build_pretrain_dataset(data, 32, 16, in_chans=channels, seed=1)
+    batch = collate_skipping_unreadable([dataset[i] for i in range(6)])
+    assert batch[0].dtype == torch.uint8 and batch[0].shape == (6, channels, 32, 32)
+    images, noise = pretrain.batch_to_device(batch, torch.device("cpu"))
+    in_workers = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(*channel_stats(channels))])
+    assert images.dtype == torch.float32 and torch.equal(
+        images, torch.stack([in_workers(x) for x in batch[0]])
+    )
+    assert torch.equal(noise, batch[1])
+
+
+def test_the_shifted_digits_stay_float_and_pass_through():
+    dataset = mae.datasets.build_pretrain_dataset("builtin:shifted-digits", 32, 64, in_chans=1)
+    image, _ = dataset[0]
+    assert image.dtype == torch.float32 and mae.images.to_model_input(image[None]) is not None
+    assert torch.equal(mae.images.to_model_input(image[None]), image[None])

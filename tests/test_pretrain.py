@@ -68,6 +68,7 @@ def test_datasets_and_errors(tmp_path):
     assert len(dataset) == 23
     image, noise = dataset[0]
     assert image.shape == (3, 32, 32) and noise.shape == (16,)
+    assert image.dtype == torch.uint8  # normalised where the batch lands (test_uint8_batches_...)
     torch.manual_seed(5)
     before = torch.rand(3)
     torch.manual_seed(5)
@@ -354,8 +355,8 @@ def test_each_logged_loss_is_the_mean_of_its_own_micro_batches(tmp_path):
                 micro = []
                 for m in range(4):
                     first = (step * 4 + m) * 100
-                    imgs, noise = collate_skipping_unreadable(
-                        [dataset[i] for i in order[first : first + 100]]
+                    imgs, noise = pretrain.batch_to_device(
+                        collate_skipping_unreadable([dataset[i] for i in order[first : first + 100]]), "cpu"
                     )
                     micro.append(model(imgs, mask_ratio=0.75, noise=noise)[0].item())
                 by_hand.append(sum(micro) / 4)
