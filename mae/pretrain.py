@@ -82,7 +82,6 @@ def param_groups(model, weight_decay):
     return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
 
 
-@torch.no_grad()
 def batch_to_device(batch, device):
     """(images, noise) as the workers send them -> on `device`, the images scaled and normalised there (they travel
     as uint8: a quarter of float32's bytes through the workers' queues and the copy to the GPU)."""
@@ -90,6 +89,7 @@ def batch_to_device(batch, device):
     return to_model_input(images.to(device, non_blocking=True)), noise.to(device, non_blocking=True)
 
 
+@torch.no_grad()
 def reconstruction_grid(
     model, dataset, count=4, collate=collate_skipping_unreadable, prepare=batch_to_device
 ):
