@@ -686,6 +686,7 @@ class Run:
     loader_generator: torch.Generator = None  # the DataLoader's own seeds: never the global RNG
     stopping: bool = False  # a stop signal was received (by any rank) and the loop is leaving
     stand_in: tuple = None  # (epoch, a batch of one readable sample) for batches with no readable image
+    loader: DataLoader = None  # made at the first epoch (epoch_loader), its workers kept to the end
 
 
 def fit(args, context, job):
@@ -703,6 +704,8 @@ def fit(args, context, job):
             except BaseException:
                 run.checkpointer.wait(raise_errors=False)  # the last good state lands before the lock goes
                 raise
+            finally:
+                run.loader = None  # its workers stop now, not whenever the garbage collector reaches them
             run.checkpointer.wait()
         return finish(run)
     finally:
@@ -845,18 +848,55 @@ def train_one_epoch(run):
     return finished
 
 
+class EpochSamples(torch.utils.data.Dataset):
+    """`dataset` read with (epoch, index) keys (from WithEpoch).
+
+    The data workers live for the whole run (persistent_workers: not started again at every epoch), each with its
+    own copy of the dataset, whose epoch the main process cannot set: each key carries it, so every sample is
+    still fixed by (seed, epoch, index), whatever the number of workers.
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        epoch, index = key
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        return self.dataset[index]
+
+
+class WithEpoch(torch.utils.data.Sampler):
+    """The indices of a ResumableSampler as (its epoch, index) keys, for EpochSamples."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+
+    def __iter__(self):
+        return ((self.sampler.epoch, index) for index in self.sampler)
+
+    def __len__(self):
+        return len(self.sampler)
+
+
 def epoch_loader(run):
-    """The DataLoader of the rest of the run's epoch (from its position on)."""
+    """The run's DataLoader (made once: its workers serve every epoch), set to the rest of the run's epoch."""
     args, job, position = run.args, run.job, run.position
-    if hasattr(job.dataset, "set_epoch"):
+    if hasattr(job.dataset, "set_epoch"):  # the main process's copy (the stand-in batch reads it)
         job.dataset.set_epoch(position.epoch)
     run.sampler.set_epoch(position.epoch)
     run.sampler.start = position.step_in_epoch * args.batch_size * args.accum_iter
-    return DataLoader(
-        job.dataset, batch_size=args.batch_size, sampler=run.sampler, num_workers=run.num_workers,
-        pin_memory=args.pin_mem and run.context.device.type == "cuda", drop_last=True, collate_fn=job.collate,
-        generator=run.loader_generator, persistent_workers=False, worker_init_fn=ignore_stop_signals,
-    )  # fmt: skip
+    if run.loader is None:
+        run.loader = DataLoader(
+            EpochSamples(job.dataset), batch_size=args.batch_size, sampler=WithEpoch(run.sampler),
+            num_workers=run.num_workers, pin_memory=args.pin_mem and run.context.device.type == "cuda",
+            drop_last=True, collate_fn=job.collate, generator=run.loader_generator,
+            persistent_workers=run.num_workers > 0, worker_init_fn=ignore_stop_signals,
+        )  # fmt: skip
+    return run.loader
 
 
 def forward_backward(run, batch, last):

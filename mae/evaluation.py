@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from timm.optim import Lars
 from torch import nn
 
+from .engine import autocast
 from .models import evaluating
 
 
@@ -18,7 +19,7 @@ class ProbeHead(nn.Sequential):
     autocast: it is all that trains, so no gradient passes through float16 and --amp fp16 needs no GradScaler."""
 
     def forward(self, features):
-        with torch.autocast(features.device.type, enabled=False):
+        with autocast(features.device, None):  # None: float32, autocast off
             return super().forward(features.float())
 
 

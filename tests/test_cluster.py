@@ -610,3 +610,36 @@ def test_the_shifted_digits_stay_float_and_pass_through():
     image, _ = dataset[0]
     assert image.dtype == torch.float32 and mae.images.to_model_input(image[None]) is not None
     assert torch.equal(mae.images.to_model_input(image[None]), image[None])
+
+
+def test_workers_serve_every_epoch_and_samples_stay_fixed_by_seed_epoch_index(tmp_path):
+    """Persistent workers (started once per run, not at every epoch) hold their own copy of the dataset: the epoch
+    travels with each index, so two epochs with 2 workers give exactly the losses of the run without workers."""
+    from test_pretrain import make_folder
+
+    make_folder(tmp_path / "data", count=16, corrupt=False)
+    started = tmp_path / "started"
+    common = ["--model", "mae_vit_tiny_patch8", "--input_size", "32", "--data_path", str(tmp_path / "data"),
+              "--device", "cpu", "--batch_size", "4", "--epochs", "2", "--warmup_epochs", "1", "--log_every", "1"]  # fmt: skip
+    code = f"""
+import sys
+from mae import engine, pretrain
+real = engine.ignore_stop_signals
+def counted(worker_id):
+    with open({str(started)!r}, "a") as f:
+        f.write(f"{{worker_id}}\\n")
+    real(worker_id)
+engine.ignore_stop_signals = counted
+pretrain.main(sys.argv[1:])
+"""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    losses = {}
+    for workers in ("0", "2"):
+        out = tmp_path / f"w{workers}"
+        done = subprocess.run([sys.executable, "-c", code, *common, "--num_workers", workers, "--output_dir", str(out)],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        losses[workers] = [(r["step"], r["loss"]) for r in records if r["kind"] == "train"]
+    assert losses["2"] == losses["0"] and len(losses["0"]) == 8  # 2 epochs of 4 steps
+    assert started.read_text().split() == ["0", "1"]  # two workers, started once for both epochs
