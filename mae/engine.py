@@ -29,6 +29,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -270,9 +271,18 @@ def parse_job_args(args, parser, presets=None):
 
 def run_cli(main, argv=None):
     """A job's console script: main(argv), its result not printed (sys.exit would print it); after a stop signal
-    the run has saved, and the process exits with 128 + the signal's number (schedulers read: requeue)."""
+    the run has saved, and the process exits with 128 + the signal's number (schedulers read: requeue).
+
+    Bad input (the ValueErrors and OSErrors raised with a message for the user: flags that do not fit together, a
+    missing or corrupt file, a checkpoint of another model) ends with its message alone, not under a traceback;
+    MAE_TRACEBACK=1 shows the traceback."""
     with exit_for_requeue():
-        main(argv)
+        try:
+            main(argv)
+        except (ValueError, OSError) as error:
+            if os.environ.get("MAE_TRACEBACK"):
+                raise
+            sys.exit(f"error: {error}\n(MAE_TRACEBACK=1 shows where it was raised)")
 
 
 def scaled_lr(args, world_size):

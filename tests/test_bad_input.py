@@ -1,6 +1,10 @@
 """Bad input gets a ValueError/TypeError naming what was expected and what came, not a deep shape error."""
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -91,3 +95,15 @@ def test_unpatchify_and_decoder_shapes(model):
 def test_bad_patch_size():
     with pytest.raises(ValueError, match="patch_size must be a positive int, got 0"):
         PatchEmbed(img_size=32, patch_size=0)
+
+
+def test_a_job_says_what_is_wrong_in_one_message_not_under_a_traceback(tmp_path):
+    argv = [sys.executable, "-m", "mae.pretrain", "--data_path", "builtin:cifar", "--device", "cpu",
+            "--output_dir", str(tmp_path)]  # fmt: skip
+    root, env = Path(__file__).resolve().parent.parent, {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: unknown built-in dataset 'builtin:cifar'; use builtin,")
+    shown = subprocess.run(argv, cwd=root, env={**env, "MAE_TRACEBACK": "1"}, capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert shown.returncode == 1 and "Traceback" in shown.stderr and "build_pretrain_dataset" in shown.stderr
