@@ -214,9 +214,10 @@ def run_end_to_end(name, args, device, gpu_decode, batch_size):
 
     Workers start filling their queues (workers x prefetch_factor batches) before the first step, so a short run
     can time batches decoded beforehand and report the GPU's speed instead of the decoders'. So it times
-    --e2e_steps steps after --warmup (over as many passes of the folder as that takes) and reports the rate of the
-    second half, by when the queues are drained wherever decoding is the bottleneck; the first half's rate is kept
-    beside it ("first_half_images_per_s"), and a difference says the queues were still draining.
+    --e2e_steps steps after --warmup and reports the rate of the second half, by when the queues are drained
+    wherever decoding is the bottleneck; the first half's rate is kept beside it ("first_half_images_per_s"), and a
+    difference says the queues were still draining. The steps are one iteration of the loader, however many passes
+    over the folder they take, so that no pass boundary stops the workers' read-ahead.
     """
     from torch.utils.data import DataLoader
 
@@ -239,18 +240,15 @@ def run_end_to_end(name, args, device, gpu_decode, batch_size):
             build_pretrain_dataset(str(args.data), args.input_size, L),
             collate_skipping_unreadable,
         )
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=args.workers, drop_last=True,
-                        collate_fn=collate, pin_memory=device.type == "cuda", persistent_workers=args.workers > 0,
+    if len(dataset) < batch_size:
+        raise ValueError(f"{args.data} holds fewer images than one batch of {batch_size}")
+    steps = args.warmup + args.e2e_steps
+    sampler = torch.utils.data.RandomSampler(dataset, num_samples=steps * batch_size)  # passes end to end
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=args.workers, drop_last=True,
+                        collate_fn=collate, pin_memory=device.type == "cuda",
                         prefetch_factor=PREFETCH if args.workers > 0 else None)  # fmt: skip
-    if len(loader) == 0:
-        raise ValueError(f"{args.data} holds fewer JPEGs than one batch of {batch_size}")
-
-    def batches():  # pass after pass over the folder, as many as the steps need
-        while True:
-            yield from loader
-
     times, images = [], []
-    for i, batch in zip(range(args.warmup + args.e2e_steps), batches()):
+    for i, batch in enumerate(loader):
         if i == args.warmup:
             synchronize(device)
             times.append(time.perf_counter())

@@ -31,6 +31,7 @@ import os
 import random
 import sys
 import time
+import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,7 +239,9 @@ def amp_dtype(args, device):
     several times slower and changes no result that matters here."""
     choice = args.amp or default_amp(device)
     if choice == "none" and device.type == "cuda":
-        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        # The one setting that sets both of PyTorch's switches (the legacy allow_tf32, which torch.compile's
+        # Inductor reads, and the newer fp32_precision): setting only the newer one makes reading the legacy fail.
+        torch.set_float32_matmul_precision("high")
     if choice != "none" and device.type != "cuda":
         warnings.warn(
             f"--amp {choice} on {device.type}: it runs, but usually more slowly than float32 there; it is "
@@ -282,7 +285,9 @@ def run_cli(main, argv=None):
         except (ValueError, OSError) as error:
             if os.environ.get("MAE_TRACEBACK"):
                 raise
-            sys.exit(f"error: {error}\n(MAE_TRACEBACK=1 shows where it was raised)")
+            raised = traceback.extract_tb(error.__traceback__)[-1]  # where: a bug caught here still says it
+            where = f"{Path(raised.filename).name}:{raised.lineno}, in {raised.name}"
+            sys.exit(f"error: {error}\n(raised at {where}; MAE_TRACEBACK=1 shows the whole traceback)")
 
 
 def scaled_lr(args, world_size):
@@ -715,7 +720,7 @@ def fit(args, context, job):
                 run.checkpointer.wait(raise_errors=False)  # the last good state lands before the lock goes
                 raise
             finally:
-                run.loader = None  # its workers stop now, not whenever the garbage collector reaches them
+                run.loader = None  # the last reference to it (once any traceback holding its loop is gone)
             run.checkpointer.wait()
         return finish(run)
     finally:

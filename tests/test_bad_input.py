@@ -103,7 +103,8 @@ def test_a_job_says_what_is_wrong_in_one_message_not_under_a_traceback(tmp_path)
     root, env = Path(__file__).resolve().parent.parent, {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert done.stderr.startswith("error: unknown built-in dataset 'builtin:cifar'; use builtin,")
+    assert "error: unknown built-in dataset 'builtin:cifar'; use builtin," in done.stderr
+    assert "(raised at datasets.py:" in done.stderr  # where, in one line
     shown = subprocess.run(argv, cwd=root, env={**env, "MAE_TRACEBACK": "1"}, capture_output=True, text=True,
                            timeout=300)  # fmt: skip
     assert shown.returncode == 1 and "Traceback" in shown.stderr and "build_pretrain_dataset" in shown.stderr

@@ -508,16 +508,17 @@ def test_seeding_a_sample_leaves_the_gpu_generators_alone(monkeypatch):
 
 
 def test_float32_on_a_gpu_multiplies_in_tf32():
-    matmul, before = torch.backends.cuda.matmul, torch.backends.cuda.matmul.fp32_precision
+    before = torch.get_float32_matmul_precision()
     try:
-        matmul.fp32_precision = "none"
+        torch.set_float32_matmul_precision("highest")
         engine.amp_dtype(SimpleNamespace(amp=None), torch.device("cpu"))
         engine.amp_dtype(SimpleNamespace(amp="bf16"), torch.device("cuda", 0))
-        assert matmul.fp32_precision == "none"  # CPUs, and autocast on GPUs: untouched
+        assert torch.get_float32_matmul_precision() == "highest"  # CPUs, and autocast on GPUs: untouched
         assert engine.amp_dtype(SimpleNamespace(amp="none"), torch.device("cuda", 0)) is None
-        assert matmul.fp32_precision == "tf32"
+        assert torch.backends.cuda.matmul.allow_tf32  # the legacy switch too, which torch.compile reads
+        assert torch.get_float32_matmul_precision() == "high"  # and reading it still works (no API mix-up)
     finally:
-        matmul.fp32_precision = before
+        torch.set_float32_matmul_precision(before)
 
 
 def test_evaluation_counts_on_the_host_and_pins_its_batches(monkeypatch):
