@@ -62,7 +62,7 @@ notebooks: venv
 	$(PY) scripts/run_notebooks.py
 	$(PY) scripts/translate_notebooks.py
 
-# Remake the small checkpoints shipped in checkpoints/ (see checkpoints/README.md); about 55 minutes on 2 cores.
+# Remake the small checkpoints shipped in checkpoints/ (see checkpoints/README.md); about 80 minutes on 2 cores.
 checkpoints: $(SETUP)
 	OMP_NUM_THREADS=2 $(PY) scripts/make_checkpoints.py
 

@@ -28,9 +28,10 @@ CONFIGS = {
     # The shipped checkpoints' architecture (see checkpoints/README.md): a few MB in float16.
     "mae_vit_mini_patch8": dict(img_size=64, patch_size=8, embed_dim=128, depth=4, num_heads=4,
                                 decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4),
-    # The same with 4x4 patches of 32x32 images (64 per image): the shifted digits of notebook 11.
+    # The shifted digits of notebook 11: 4x4 patches of 32x32 images (64 per image), and a narrower but deeper
+    # decoder (64 x 4): it trains faster per step, and its frozen encoder features were better after the same minutes.
     "mae_vit_mini_patch4": dict(img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4,
-                                decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4),
+                                decoder_embed_dim=64, decoder_depth=4, decoder_num_heads=4),
 }  # fmt: skip
 CLASSIFIERS = [name.removeprefix("mae_") for name in CONFIGS]  # vit_base_patch16, ...
 

@@ -35,7 +35,7 @@ def splits(seed):
     return shifted_digits("train", seed=1000 + seed), shifted_digits("val", seed=2000 + seed)
 
 
-def frozen(checkpoint, seed, k=20, probe_epochs=100):
+def frozen(checkpoint, seed, k=20):
     """{features: (k-NN accuracy, linear-probe accuracy)} on the validation digits, for one seed."""
     (train_x, train_y), (val_x, val_y) = splits(seed)
     features = {"raw pixels": (train_x.flatten(1), val_x.flatten(1))}
@@ -46,7 +46,7 @@ def frozen(checkpoint, seed, k=20, probe_epochs=100):
     for name in FEATURES:
         train_f, val_f = features[name]
         knn = knn_accuracy(train_f, train_y, val_f, val_y, k=k)
-        results[name] = knn, probe_accuracy(train_f, train_y, val_f, val_y, epochs=probe_epochs, seed=seed)
+        results[name] = knn, probe_accuracy(train_f, train_y, val_f, val_y)
     return results
 
 

@@ -275,7 +275,8 @@ def test_transformers_4_layout_loads(tmp_path):
                                        decoder_num_attention_heads=8, decoder_intermediate_size=1024)),
         ("mae_vit_tiny_patch8", dict(hidden_size=192, image_size=64, patch_size=8, decoder_hidden_size=128)),
         ("mae_vit_mini_patch8", dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4)),
-        ("mae_vit_mini_patch4", dict(hidden_size=128, image_size=32, patch_size=4, num_channels=3)),
+        ("mae_vit_mini_patch4", dict(hidden_size=128, image_size=32, patch_size=4, num_channels=3,
+                                     decoder_hidden_size=64, decoder_num_hidden_layers=4)),
     ],
 )  # fmt: skip
 def test_configs_of_every_factory(name, expected):
