@@ -70,8 +70,8 @@ def probe_accuracy(train_features, train_labels, test_features, test_labels, wei
 
     Not LARS, as `mae.linprobe` trains the head: LARS moves each weight matrix by a small fraction of its norm per
     step, which suits ~7,000 steps of 16,384 ImageNet images but leaves a head trained for 600 steps on a few thousand
-    stored features far from its optimum (on notebook 11's shifted digits: 14% after 600 steps, 35% after 6,000, 41%
-    here), so it would measure the optimiser, not the features.
+    stored features far from its optimum (on the first shifted-digits checkpoint of notebook 11: 14% after 600
+    steps, 35% after 6,000, 41% here), so it would measure the optimiser, not the features.
     """
     # On the CPU in float64 (features may come from a GPU): small, exact enough to reach the optimum.
     train_features, test_features = train_features.cpu().double(), test_features.cpu().double()
