@@ -33,6 +33,7 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) scripts/make_exercises.py --check
+	$(PY) scripts/check_imports.py
 	$(PY) scripts/sync_notebooks.py --check
 	$(PY) scripts/translate_notebooks.py --check
 

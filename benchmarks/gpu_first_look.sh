@@ -63,7 +63,7 @@ for part in $parts; do
     vitb) run vitb "$PYTHON" benchmarks/pretrain_speed.py --device "$DEVICE" "${B[@]}" --rounds 1 --json "$OUT/vitb.json" ;;
     vitl) run vitl "$PYTHON" benchmarks/pretrain_speed.py --device "$DEVICE" "${L[@]}" --rounds 1 \
         --data "$jpegs" "${E2E[@]}" --json "$OUT/vitl.json" ;;
-    checkpoint) run checkpoint "$PYTHON" -m mae.async_checkpoint --device "$DEVICE" "${CHECKPOINT[@]}" \
+    checkpoint) run checkpoint "$PYTHON" benchmarks/checkpoint_stall.py --device "$DEVICE" "${CHECKPOINT[@]}" \
         --json "$OUT/checkpoint.json" ;;
     *) echo "unknown part '$part' (tests, vitb, vitl, checkpoint)" >&2; exit 2 ;;
     esac

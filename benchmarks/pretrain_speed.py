@@ -43,8 +43,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mae.distributed import Context  # noqa: E402
-from mae.engine import FUSED_ADAMW, amp_dtype, default_workers, micro_step, optimizer_step  # noqa: E402
+from mae.engine.data import default_workers  # noqa: E402
+from mae.engine.distributed import Context  # noqa: E402
+from mae.engine.precision import amp_dtype  # noqa: E402
+from mae.engine.step import FUSED_ADAMW, micro_step, optimizer_step  # noqa: E402
 from mae.models import create_model  # noqa: E402
 from mae.pretrain import batch_to_device, param_groups, pretraining_loss  # noqa: E402
 
@@ -194,7 +196,7 @@ def make_jpegs(folder, count, seed=0):
     import numpy as np
     from PIL import Image
 
-    from mae.images import SAMPLE_IMAGES, sample_photo
+    from mae.data.images import SAMPLE_IMAGES, sample_photo
 
     photos = [sample_photo(name) for name in SAMPLE_IMAGES]
     rng = np.random.default_rng(seed)
@@ -221,8 +223,8 @@ def run_end_to_end(name, args, device, gpu_decode, batch_size):
     """
     from torch.utils.data import DataLoader
 
-    from mae.datasets import ImageFiles, build_pretrain_dataset, collate_skipping_unreadable
-    from mae.device_decode import EncodedMaskedImages, collate_encoded, decode_batch
+    from mae.data.device_decode import EncodedMaskedImages, collate_encoded, decode_batch
+    from mae.data.pretraining import ImageFiles, build_pretrain_dataset, collate_skipping_unreadable
 
     torch.manual_seed(0)
     model = create_model(args.model, img_size=args.input_size).to(device)

@@ -1,4 +1,4 @@
-# Exercise stub, generated from solutions/attention.py by scripts/make_exercises.py.
+# Exercise stub, generated from mae/models/attention.py by scripts/make_exercises.py.
 # Fill in each EXERCISE region; `python -m mae.checks` tells you which steps pass.
 """Step 04: multi-head self-attention.
 

@@ -1,4 +1,4 @@
-# Exercise stub, generated from solutions/classifier.py by scripts/make_exercises.py.
+# Exercise stub, generated from mae/models/classifier.py by scripts/make_exercises.py.
 # Fill in each EXERCISE region; `python -m mae.checks` tells you which steps pass.
 """Step 12: the pretrained encoder as an image classifier.
 

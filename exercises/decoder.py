@@ -1,4 +1,4 @@
-# Exercise stub, generated from solutions/decoder.py by scripts/make_exercises.py.
+# Exercise stub, generated from mae/models/decoder.py by scripts/make_exercises.py.
 # Fill in each EXERCISE region; `python -m mae.checks` tells you which steps pass.
 """Step 07: the MAE decoder, a small transformer that fills in the missing patches.
 

@@ -1,4 +1,4 @@
-# Exercise stub, generated from solutions/encoder.py by scripts/make_exercises.py.
+# Exercise stub, generated from mae/models/encoder.py by scripts/make_exercises.py.
 # Fill in each EXERCISE region; `python -m mae.checks` tells you which steps pass.
 """Step 06: the MAE encoder, a ViT that only ever sees the visible patches.
 

@@ -1,4 +1,4 @@
-# Exercise stub, generated from solutions/masking.py by scripts/make_exercises.py.
+# Exercise stub, generated from mae/models/masking.py by scripts/make_exercises.py.
 # Fill in each EXERCISE region; `python -m mae.checks` tells you which steps pass.
 """Step 03: per-sample random masking by shuffling.
 

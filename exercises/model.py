@@ -1,4 +1,4 @@
-# Exercise stub, generated from solutions/model.py by scripts/make_exercises.py.
+# Exercise stub, generated from mae/models/model.py by scripts/make_exercises.py.
 # Fill in each EXERCISE region; `python -m mae.checks` tells you which steps pass.
 """Step 08: the full masked autoencoder and its loss.
 

@@ -1,4 +1,4 @@
-# Exercise stub, generated from solutions/patch_embed.py by scripts/make_exercises.py.
+# Exercise stub, generated from mae/models/patch_embed.py by scripts/make_exercises.py.
 # Fill in each EXERCISE region; `python -m mae.checks` tells you which steps pass.
 """Step 01: cut an image into non-overlapping patches and embed each one linearly.
 

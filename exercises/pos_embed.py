@@ -1,4 +1,4 @@
-# Exercise stub, generated from solutions/pos_embed.py by scripts/make_exercises.py.
+# Exercise stub, generated from mae/models/pos_embed.py by scripts/make_exercises.py.
 # Fill in each EXERCISE region; `python -m mae.checks` tells you which steps pass.
 """Step 02: fixed 2-D sine-cosine position embeddings.
 

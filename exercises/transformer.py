@@ -1,4 +1,4 @@
-# Exercise stub, generated from solutions/transformer.py by scripts/make_exercises.py.
+# Exercise stub, generated from mae/models/transformer.py by scripts/make_exercises.py.
 # Fill in each EXERCISE region; `python -m mae.checks` tells you which steps pass.
 """Step 05: the pre-norm transformer block, and the weight initialisation MAE uses.
 

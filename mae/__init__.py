@@ -1,11 +1,17 @@
 """Masked Autoencoders (He et al., 2021), built step by step in the course and used for real pretraining.
 
-The model components (mae.MAE, mae.Attention, ...) come from `solutions/` (the reference) or,
-with MAE_IMPL=exercises, from the learner's `exercises/`, with the reference standing in for
-the steps not written yet; see `mae.impl`. They are looked up on first use.
+    models/       the model: one module per course step, and the factories (ViT-B/L/H and small ones)
+    checkpoint/   every checkpoint format, read safely and written atomically; weights fitted to models
+    data/         images, datasets, transforms
+    engine/       the training loop the jobs share: DDP, AMP, exact resume, background checkpoints, logs
+    checks/       one check per course step, `python -m mae.checks`
+    pretrain, linprobe, finetune, submit, convert, demo     the jobs (`python -m mae.<job>`)
+
+The classes imported here (mae.MAE, mae.Attention, ...) are the reference. The factories (mae.create_model,
+mae.mae_vit_base_patch16, ...) build from the implementation MAE_IMPL selects: the reference, or the learner's
+exercises/ in the course's checkout (see mae.impl and mae.models.factories.components).
 """
 
-from . import impl
 from .checkpoint import (
     CheckpointError,
     UnsafeCheckpointError,
@@ -19,8 +25,18 @@ from .checkpoint import (
 from .models import (
     CLASSIFIERS,
     CONFIGS,
+    MAE,
+    Attention,
+    Block,
+    Encoder,
+    EncoderDecoder,
+    Mlp,
+    PatchEmbed,
+    VisionTransformer,
     create_classifier,
     create_model,
+    get_1d_sincos_pos_embed,
+    get_2d_sincos_pos_embed,
     mae_vit_base_patch16,
     mae_vit_huge_patch14,
     mae_vit_large_patch16,
@@ -28,31 +44,16 @@ from .models import (
     mae_vit_mini_patch8,
     mae_vit_small_patch16,
     mae_vit_tiny_patch8,
+    random_masking,
 )
-
-COMPONENTS = (
-    "MAE", "VisionTransformer", "Encoder", "EncoderDecoder", "PatchEmbed", "Attention", "Mlp", "Block",
-    "random_masking", "get_1d_sincos_pos_embed", "get_2d_sincos_pos_embed",
-)  # fmt: skip
-
-
-def __getattr__(name):
-    """mae.MAE and the other components, from the implementation selected by mae.impl; mae.IMPL_NAME names it."""
-    if name in COMPONENTS:
-        return getattr(impl.components(), name)
-    if name == "IMPL_NAME":
-        return impl.selected()[0]
-    raise AttributeError(f"module 'mae' has no attribute {name!r}")
-
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CLASSIFIERS", "VisionTransformer", "create_classifier", "mae_vit_mini_patch4", "mae_vit_mini_patch8",
-    "CONFIGS", "IMPL_NAME", "MAE", "Attention", "Block", "CheckpointError", "Encoder",
-    "EncoderDecoder", "Mlp", "PatchEmbed", "UnsafeCheckpointError", "create_model",
+    "CLASSIFIERS", "CONFIGS", "MAE", "Attention", "Block", "CheckpointError", "Encoder", "EncoderDecoder", "Mlp",
+    "PatchEmbed", "UnsafeCheckpointError", "VisionTransformer", "create_classifier", "create_model",
     "get_1d_sincos_pos_embed", "get_2d_sincos_pos_embed", "load_checkpoint", "load_weights",
-    "mae_vit_base_patch16", "mae_vit_huge_patch14", "mae_vit_large_patch16",
-    "mae_vit_small_patch16", "mae_vit_tiny_patch8", "model_from_checkpoint", "random_masking",
-    "read_checkpoint", "resize_pos_embed", "save_checkpoint",
+    "mae_vit_base_patch16", "mae_vit_huge_patch14", "mae_vit_large_patch16", "mae_vit_mini_patch4",
+    "mae_vit_mini_patch8", "mae_vit_small_patch16", "mae_vit_tiny_patch8", "model_from_checkpoint",
+    "random_masking", "read_checkpoint", "resize_pos_embed", "save_checkpoint",
 ]  # fmt: skip

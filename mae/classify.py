@@ -13,21 +13,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import distributed
 from .checkpoint import (
-    DECODER_PREFIXES,
-    HEAD_PREFIXES,
-    CheckpointError,
     atomic_save,
-    check_finite,
-    describe_mismatch,
-    fit_patch_embed,
-    read_checkpoint,
-    resize_pos_embed,
-    state_dict_from,
+    load_classifier,
 )
-from .datasets import LabelledImages, collate_skipping_unreadable, eval_transform, load_labelled
-from .engine import Job, add_engine_args, autocast, fit, read_json_lines, scaled_lr, seed_everything
+from .data.labelled import LabelledImages, eval_transform, load_labelled
+from .data.pretraining import collate_skipping_unreadable
+from .engine import distributed
+from .engine.flags import add_engine_args, scaled_lr
+from .engine.logs import read_json_lines
+from .engine.loop import Job, fit
+from .engine.precision import autocast
+from .engine.rng import seed_everything
 from .evaluation import ProbeHead
 from .models import CLASSIFIERS, evaluating
 
@@ -74,39 +71,6 @@ def finish_args(args, context):
         args.accum_iter = args.effective_batch // per_pass
     if args.lr is None:
         args.lr = scaled_lr(args, context.world_size)
-
-
-# --------------------------------------------------------------------------- weights
-
-
-def load_pretrained_encoder(model, path):
-    """Start `model` (a VisionTransformer) from the encoder in an MAE checkpoint: pretrain or visualize
-    files (official or this project's), with the position table resampled if the grid differs.
-    The decoder, and any head, are dropped; the head stays as initialised."""
-    state = state_dict_from(read_checkpoint(path), path)
-    state = {k: v for k, v in state.items() if not k.startswith((*DECODER_PREFIXES, *HEAD_PREFIXES))}
-    check_finite(state, f"--finetune {path}")
-    if getattr(model, "global_pool", False):
-        state = {k: v for k, v in state.items() if not k.startswith("norm.")}  # fc_norm replaces it
-    wanted = model.state_dict()
-    state = fit_patch_embed(wanted, state)
-    if "pos_embed" in state and state["pos_embed"].shape[1] != wanted["pos_embed"].shape[1]:
-        state["pos_embed"] = resize_pos_embed(state["pos_embed"], model.patch_embed.grid_size)
-    encoder_keys = {k: v for k, v in wanted.items() if not k.startswith(HEAD_PREFIXES)}
-    problems = describe_mismatch(encoder_keys, state)
-    if problems:
-        raise CheckpointError(f"the encoder in {path} does not fit --model:\n  - " + "\n  - ".join(problems))
-    model.load_state_dict(state, strict=False)
-
-
-def load_classifier(model, path):
-    """Load a whole classifier checkpoint (this project's or an official fine-tuned one), strictly."""
-    state = fit_patch_embed(model.state_dict(), state_dict_from(read_checkpoint(path), path))
-    check_finite(state, f"checkpoint {path}")
-    problems = describe_mismatch(model.state_dict(), state)
-    if problems:
-        raise CheckpointError(f"{path} does not fit this classifier:\n  - " + "\n  - ".join(problems))
-    model.load_state_dict(state)
 
 
 # --------------------------------------------------------------------------- data and evaluation
@@ -211,7 +175,7 @@ def run(args, name, build):
         model.to(context.device)
         mode = "L" if data.in_chans == 1 else "RGB"
         val = LabelledImages(data.val_images, data.val_labels, eval_transform(data, args.input_size), mode)
-        from .engine import amp_dtype
+        from .engine.precision import amp_dtype
 
         dtype = amp_dtype(args, context.device)
         if args.eval:

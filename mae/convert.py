@@ -25,10 +25,11 @@ from .checkpoint import (
     load_weights,
     read_checkpoint,
     save_checkpoint,
+    save_pretrained,
+    save_safetensors,
     state_dict_from,
 )
-from .impl import components
-from .models import ENCODER_KEYS
+from .models import encoder_from_config, mae_from_config
 
 TARGETS = ("hf", "pth", "safetensors")
 
@@ -70,16 +71,14 @@ def convert(source, dest, to=None, mask_ratio=None, norm_pix_loss=None, overwrit
     encoder_only = not any(key.startswith(DECODER_PREFIXES) for key in state)
     # Build the model (or the encoder alone): its strict load checks the file against the architecture.
     if encoder_only:
-        model = components().Encoder(**{key: config[key] for key in ENCODER_KEYS if key in config})
+        model = encoder_from_config(config)
     else:
-        model = components().MAE(**config)
+        model = mae_from_config(config)
     if state.get("cls_token") is not None and state["cls_token"].is_floating_point():
         model.to(state["cls_token"].dtype)  # keep the file's precision (the shipped checkpoints are float16)
     state = load_weights(model, state, source=f"the weights in {source}").state_dict()
 
     if to == "hf":
-        from .hf_interop import save_pretrained
-
         save_pretrained(model, dest, ratio)
         kind = "a Hugging Face {} folder (config.json, model.safetensors)".format(
             "ViTMAEModel" if encoder_only else "ViTMAEForPreTraining"
@@ -88,8 +87,6 @@ def convert(source, dest, to=None, mask_ratio=None, norm_pix_loss=None, overwrit
         if to == "pth":
             atomic_save({"model": state}, dest)
         else:
-            from .hf_interop import save_safetensors
-
             save_safetensors(dest, state)
         kind = f"an encoder-only {to} file"
     else:

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from . import impl as implementation
+from . import models
 
 
 def use(impl=None, seed=0, exercise=None):
@@ -14,24 +15,25 @@ def use(impl=None, seed=0, exercise=None):
     impl is "exercises" (your code, the default in the course) or "solutions" (the reference);
     None reads $MAE_IMPL. The whole package follows the choice (see mae.impl): with your code,
     the steps you have not written yet run the reference, except this notebook's own `exercise`,
-    whose check has to see your stub. Returns the package: `code.PatchEmbed`, `code.MAE`, ...
+    whose check has to see your stub. Returns the package: `code.PatchEmbed`, `code.MAE`, ... (your `exercises`,
+    or the reference, mae.models).
 
     A notebook started in a translation folder, notebooks/<lang>/, is moved to notebooks/, where the English one
     runs, so that the code both share finds the same files (`../checkpoints/...`, `../output/...`).
     """
     run_in_notebooks_folder()
-    module = implementation.select(impl, default="exercises", own_step=exercise, export=True)
+    selection = implementation.select(impl, default="exercises", own_step=exercise, export=True)
     torch.manual_seed(seed)
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    name = module.__name__
+    name = selection.name
     print(
         f"Using {'your code in exercises/' if name == 'exercises' else 'the reference code in solutions/'} "
         f"(impl={name!r})"
     )
-    line = implementation.describe_fallback(implementation.selected()[2])
+    line = implementation.describe_fallback(selection.stand_ins)
     if line:
         print(line)
-    return module
+    return selection.package or models
 
 
 def run_in_notebooks_folder():

@@ -21,7 +21,7 @@ import torch  # noqa: E402
 
 from . import inpainting, pretrain  # noqa: E402
 from .checkpoint import model_from_checkpoint  # noqa: E402
-from .images import normalize  # noqa: E402
+from .data.images import normalize  # noqa: E402
 from .visualize import show_inpainting, show_reconstruction  # noqa: E402
 
 

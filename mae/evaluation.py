@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from timm.optim import Lars
 from torch import nn
 
-from .engine import autocast
+from .engine.precision import autocast
 from .models import evaluating
 
 

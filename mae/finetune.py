@@ -23,7 +23,9 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import param_groups_layer_decay
 
 from . import classify
-from .engine import FUSED_ADAMW, parse_job_args, run_cli
+from .checkpoint import load_pretrained_encoder
+from .engine.flags import parse_job_args, run_cli
+from .engine.step import FUSED_ADAMW
 from .models import create_classifier
 
 _RECIPE = dict(effective_batch=1024, batch_size=32, warmup_epochs=5, weight_decay=0.05, mixup=0.8, cutmix=1.0,
@@ -93,7 +95,7 @@ def build(args, context, data):
     model = create_classifier(args.model, num_classes=args.nb_classes, global_pool=args.global_pool,
                               drop_path_rate=args.drop_path, img_size=args.input_size, in_chans=data.in_chans)  # fmt: skip
     if args.finetune:
-        classify.load_pretrained_encoder(model, args.finetune)
+        load_pretrained_encoder(model, args.finetune)
         torch.nn.init.trunc_normal_(model.head.weight, std=2e-5)
     elif context.is_main and not args.eval:
         print("no --finetune checkpoint: training from a random initialisation (a baseline)", flush=True)

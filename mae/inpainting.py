@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .images import HELD_OUT_PHOTOS, TRAINING_PHOTOS, denormalize, normalize, sample_photo
+from .data.images import HELD_OUT_PHOTOS, TRAINING_PHOTOS, denormalize, normalize, sample_photo
 from .reconstruction import with_true_statistics
 
 

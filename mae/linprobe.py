@@ -20,7 +20,8 @@ from torch import nn
 from torchvision.transforms import v2
 
 from . import classify
-from .engine import parse_job_args, run_cli
+from .checkpoint import load_pretrained_encoder
+from .engine.flags import parse_job_args, run_cli
 from .evaluation import lars, probe_head
 from .models import create_classifier
 
@@ -47,7 +48,7 @@ def build(args, context, data):
     model = create_classifier(args.model, num_classes=args.nb_classes, global_pool=args.global_pool,
                               img_size=args.input_size, in_chans=data.in_chans)  # fmt: skip
     if args.finetune:
-        classify.load_pretrained_encoder(model, args.finetune)
+        load_pretrained_encoder(model, args.finetune)
     elif context.is_main and not args.eval:
         print("no --finetune checkpoint: probing a randomly initialised encoder (a baseline)", flush=True)
     model.head = probe_head(model.head.in_features, args.nb_classes)

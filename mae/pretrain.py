@@ -17,19 +17,13 @@ from pathlib import Path
 
 import torch
 
-from . import distributed
-from .datasets import build_pretrain_dataset, collate_skipping_unreadable
-from .engine import (
-    FUSED_ADAMW,
-    Job,
-    add_engine_args,
-    fit,
-    parse_job_args,
-    run_cli,
-    scaled_lr,
-    seed_everything,
-)
-from .images import to_model_input
+from .data.images import to_model_input
+from .data.pretraining import build_pretrain_dataset, collate_skipping_unreadable
+from .engine import distributed
+from .engine.flags import add_engine_args, parse_job_args, run_cli, scaled_lr
+from .engine.loop import Job, fit
+from .engine.rng import seed_everything
+from .engine.step import FUSED_ADAMW
 from .models import CONFIGS, create_model, evaluating
 
 
@@ -159,8 +153,8 @@ def train(args, context):
     model.to(context.device)
     job_data = dict(collate=collate_skipping_unreadable, prepare=batch_to_device)
     if args.gpu_decode:
-        from .datasets import ImageFiles
-        from .device_decode import EncodedMaskedImages, collate_encoded, decode_batch
+        from .data.device_decode import EncodedMaskedImages, collate_encoded, decode_batch
+        from .data.pretraining import ImageFiles
 
         if args.in_chans != 3 or str(args.data_path).startswith("builtin"):
             raise ValueError("--gpu_decode reads RGB image files: give --data_path a folder of JPEGs")

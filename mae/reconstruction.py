@@ -6,7 +6,7 @@ comparison with classical inpainting (mae.inpainting).
 
 import torch
 
-from .images import denormalize
+from .data.images import denormalize
 
 
 def with_true_statistics(model, imgs, pred):

@@ -1,6 +1,6 @@
 """The shifted-digits study of notebook 11: does MAE pretraining help where raw pixels are a poor representation?
 
-scikit-learn's digits, each scaled 1.5-2.5x and placed at a random spot of a 32x32 canvas (mae.datasets.
+scikit-learn's digits, each scaled 1.5-2.5x and placed at a random spot of a 32x32 canvas (mae.data.digits.
 shifted_digits). Two questions, each answered for one seed (placements, labelled subset, probe and fine-tuning
 order) at a time, so that notebook 11, `make checkpoints` and the tests compute the same numbers:
 
@@ -11,8 +11,8 @@ order) at a time, so that notebook 11, `make checkpoints` and the tests compute 
 
 import torch
 
-from .classify import load_pretrained_encoder
-from .datasets import digit_tensors, place_digits, shifted_batch, shifted_digits
+from .checkpoint import load_pretrained_encoder
+from .data.digits import digit_tensors, place_digits, shifted_batch, shifted_digits
 from .evaluation import extract_features, finetune_accuracy, knn_accuracy, probe_accuracy
 from .models import create_classifier
 

@@ -13,7 +13,7 @@ with `--job finetune` or `--job linprobe` they are that job's flags (presets inc
         --finetune mae_pretrain_vit_base.pth --data_path /datasets/imagenet --output_dir /checkpoints/ft_vitb
 
 The device is chosen in each task, on the node that trains (--device auto: its GPU), never on the host that
-submits, which often has none; the rendezvous port comes from the job's id (mae.distributed).
+submits, which often has none; the rendezvous port comes from the job's id (mae.engine.distributed).
 
 A preempted or timed-out job finishes its step, saves output_dir/checkpoint-last.pth, is requeued
 and resumes from it. Without SLURM (no `sbatch`) the command refuses, unless --local asks for
@@ -25,9 +25,10 @@ import os
 import signal
 from pathlib import Path
 
-from . import distributed, finetune, linprobe, pretrain
-from .engine import parse_job_args
-from .preemption import Preempted
+from . import finetune, linprobe, pretrain
+from .engine import distributed
+from .engine.flags import parse_job_args
+from .engine.preemption import Preempted
 
 # job -> (its argument parser, its presets, the function that runs it with parsed arguments)
 JOBS = {
@@ -105,7 +106,7 @@ class Trainer:
         env = submitit.JobEnvironment()
         # What torchrun would set, from SLURM's view of the job (or the local executor's). The port comes from
         # the job's id, not a fixed 29500, which two jobs sharing a node would both ask for. Nothing here
-        # decides the device: the job's --device (auto by default) is resolved by mae.distributed in this task,
+        # decides the device: the job's --device (auto by default) is resolved by mae.engine.distributed in this task,
         # on the node that trains, not on the host that submitted.
         port = os.environ.get("MASTER_PORT") or distributed.port_for_job(
             os.environ.get("SLURM_JOB_ID") or env.job_id

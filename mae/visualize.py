@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from .images import denormalize
+from .data.images import denormalize
 from .reconstruction import masked_images, reconstruct
 
 

@@ -1,7 +1,4 @@
-"""Reference implementation of every course step; `exercises/` is generated from it.
-
-The `mae` package takes its model components from here unless MAE_IMPL=exercises.
-"""
+"""The reference the course's learner reads: one module per step of notebooks 01, 02, 03, 04, 05, 06, 07, 08 and 12 (mae/models/ holds the reference)."""
 
 from .attention import Attention
 from .classifier import VisionTransformer
@@ -12,8 +9,3 @@ from .model import MAE
 from .patch_embed import PatchEmbed
 from .pos_embed import get_1d_sincos_pos_embed, get_2d_sincos_pos_embed
 from .transformer import Block, Mlp
-
-__all__ = [
-    "Attention", "Block", "Encoder", "EncoderDecoder", "MAE", "Mlp", "PatchEmbed",
-    "VisionTransformer", "get_1d_sincos_pos_embed", "get_2d_sincos_pos_embed", "random_masking",
-]  # fmt: skip

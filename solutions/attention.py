@@ -1,3 +1,4 @@
+# The reference for this step: a copy of mae/models/attention.py, made by scripts/make_exercises.py (edit that file).
 """Step 04: multi-head self-attention.
 
 softmax(Q K^T / sqrt(d_head)) V, computed for all heads at once. The production path

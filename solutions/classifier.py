@@ -1,3 +1,4 @@
+# The reference for this step: a copy of mae/models/classifier.py, made by scripts/make_exercises.py (edit that file).
 """Step 12: the pretrained encoder as an image classifier.
 
 After pretraining, the decoder is thrown away. The encoder now sees *every* patch (no

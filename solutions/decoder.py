@@ -1,3 +1,4 @@
+# The reference for this step: a copy of mae/models/decoder.py, made by scripts/make_exercises.py (edit that file).
 """Step 07: the MAE decoder, a small transformer that fills in the missing patches.
 
 The encoder's tokens are projected to the decoder width, one shared learned [MASK]

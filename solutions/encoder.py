@@ -1,3 +1,4 @@
+# The reference for this step: a copy of mae/models/encoder.py, made by scripts/make_exercises.py (edit that file).
 """Step 06: the MAE encoder, a ViT that only ever sees the visible patches.
 
 patches -> + position -> drop 75% -> prepend [CLS] -> transformer blocks -> LayerNorm.

@@ -1,3 +1,4 @@
+# The reference for this step: a copy of mae/models/masking.py, made by scripts/make_exercises.py (edit that file).
 """Step 03: per-sample random masking by shuffling.
 
 Draw one noise value per patch, sort: the patches with the smallest noise are kept.

@@ -1,3 +1,4 @@
+# The reference for this step: a copy of mae/models/model.py, made by scripts/make_exercises.py (edit that file).
 """Step 08: the full masked autoencoder and its loss.
 
 forward(imgs) = encode the visible 25% -> decode all patches -> mean squared error on

@@ -1,3 +1,4 @@
+# The reference for this step: a copy of mae/models/patch_embed.py, made by scripts/make_exercises.py (edit that file).
 """Step 01: cut an image into non-overlapping patches and embed each one linearly.
 
 A (B, C, H, W) image becomes a sequence of L = (H / p) * (W / p) tokens of width D.

@@ -1,3 +1,4 @@
+# The reference for this step: a copy of mae/models/pos_embed.py, made by scripts/make_exercises.py (edit that file).
 """Step 02: fixed 2-D sine-cosine position embeddings.
 
 Each patch at (row, col) gets a D-vector: the first D/2 channels encode the column, the

@@ -1,3 +1,4 @@
+# The reference for this step: a copy of mae/models/transformer.py, made by scripts/make_exercises.py (edit that file).
 """Step 05: the pre-norm transformer block, and the weight initialisation MAE uses.
 
 x = x + Attention(LayerNorm(x));  x = x + Mlp(LayerNorm(x)).

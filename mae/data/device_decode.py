@@ -21,8 +21,8 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from .datasets import SeededSamples
 from .images import normalize
+from .pretraining import SeededSamples
 
 JPEG_MAGIC = b"\xff\xd8"
 

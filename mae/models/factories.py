@@ -3,16 +3,23 @@
 `create_model("mae_vit_base_patch16")` builds the MAE (encoder + decoder) for pretraining;
 `create_classifier("vit_base_patch16")` builds the same encoder as a classifier, for linear
 probing and fine-tuning (the official `--model vit_base_patch16` of main_finetune.py).
+
+Whose classes they build is asked here and nowhere else: `components()` gives the learner's `exercises`
+package when MAE_IMPL selects it (see mae.impl), else the reference classes of this package.
 """
 
-import contextlib
 import inspect
+from types import SimpleNamespace
 
 from torch import nn
 
-import solutions
+from .. import impl
+from .classifier import VisionTransformer
+from .encoder import Encoder
+from .model import MAE
 
-from .impl import components
+# The reference classes the factories build (the learner's package has the same names).
+REFERENCE = SimpleNamespace(MAE=MAE, Encoder=Encoder, VisionTransformer=VisionTransformer)
 
 # Architecture of each factory; any keyword passed to a factory overrides these.
 CONFIGS = {
@@ -36,7 +43,7 @@ CONFIGS = {
 CLASSIFIERS = [name.removeprefix("mae_") for name in CONFIGS]  # vit_base_patch16, ...
 
 
-def constructor_defaults(cls=solutions.MAE):
+def constructor_defaults(cls=MAE):
     """The keyword arguments a model class takes and their defaults, gathered from it and its bases.
 
     Each level (Encoder, EncoderDecoder, MAE) takes its own arguments and passes the rest on, so
@@ -45,36 +52,41 @@ def constructor_defaults(cls=solutions.MAE):
     defaults = {}
     for klass in reversed(cls.__mro__):
         init = vars(klass).get("__init__")
-        if init is not None and klass.__module__.startswith(("solutions", "exercises")):
+        if init is not None and klass.__module__.startswith((__package__, "exercises")):
             for name, parameter in inspect.signature(init).parameters.items():
                 if parameter.default is not inspect.Parameter.empty:
                     defaults[name] = parameter.default
     return defaults
 
 
-ENCODER_KEYS = tuple(constructor_defaults(solutions.Encoder))  # img_size, patch_size, ..., drop_path_rate
+ENCODER_KEYS = tuple(constructor_defaults(Encoder))  # img_size, patch_size, ..., drop_path_rate
 
 
-@contextlib.contextmanager
-def evaluating(model):
-    """model.eval() for the block, then the mode it had before (training or not)."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
+def components(reference: bool = False):
+    """The classes to build (.MAE, .Encoder, .VisionTransformer): the learner's `exercises` package, with the
+    reference standing in for the steps not written yet, when MAE_IMPL=exercises (mae.impl); else the reference."""
+    learner = None if reference else impl.learner_package()
+    return learner or REFERENCE
+
+
+def mae_from_config(config: dict, *, reference: bool = False) -> nn.Module:
+    """The MAE with these constructor arguments (a checkpoint's model_config, say)."""
+    return components(reference).MAE(**config)
+
+
+def encoder_from_config(config: dict, *, reference: bool = False) -> nn.Module:
+    """The Encoder alone with the encoder's share of these constructor arguments (the rest are left out)."""
+    return components(reference).Encoder(**{key: config[key] for key in ENCODER_KEYS if key in config})
 
 
 def create_model(name: str, *, reference: bool = False, **overrides) -> nn.Module:
     """Build the MAE called `name` (see CONFIGS), e.g. create_model("mae_vit_base_patch16", norm_pix_loss=True).
 
-    Its classes come from the selected implementation (see mae.impl), or from solutions/ with reference=True.
+    Its classes come from the selected implementation (see components()), or from the reference with reference=True.
     """
     if name not in CONFIGS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(CONFIGS)}")
-    code = solutions if reference else components()
-    return code.MAE(**{**CONFIGS[name], **overrides})
+    return mae_from_config({**CONFIGS[name], **overrides}, reference=reference)
 
 
 def create_classifier(
@@ -90,8 +102,7 @@ def create_classifier(
     if name not in CLASSIFIERS:
         raise ValueError(f"unknown classifier {name!r}; choose one of: {', '.join(CLASSIFIERS)}")
     config = {k: v for k, v in CONFIGS["mae_" + name].items() if k in ENCODER_KEYS}
-    code = solutions if reference else components()
-    return code.VisionTransformer(
+    return components(reference).VisionTransformer(
         num_classes=num_classes,
         global_pool=global_pool,
         drop_path_rate=drop_path_rate,
@@ -105,7 +116,9 @@ def _factory(name):
     def factory(**overrides):
         return create_model(name, **overrides)
 
-    factory.__name__ = factory.__qualname__ = name  # so that it pickles, and reads, as mae.models.<name>
+    factory.__name__ = factory.__qualname__ = (
+        name  # so that it pickles, and reads, as mae.models.factories.<name>
+    )
     factory.__doc__ = f"create_model({name!r}, **overrides): the architecture in CONFIGS[{name!r}]."
     return factory
 

@@ -1,0 +1,101 @@
+"""Labelled images for linear probing and fine-tuning: `train/` and `val/` folders of class sub-folders (the
+ImageNet layout), or builtin:digits with its fixed split; each sample's random choices fixed by (seed, epoch,
+index), as in pretraining."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torchvision.transforms import v2
+
+from .digits import Digits
+from .images import channel_stats
+from .pretraining import SeededSamples
+
+
+class LabelledImages(SeededSamples):
+    """(image, label) pairs from a list-like of PIL images (or an ImageFolder), transformed per sample.
+
+    As in pretraining, every random choice of sample `index` in epoch `epoch` (crop, flip,
+    RandAugment, random erasing) is fixed by (seed, epoch, index), so runs resume exactly and
+    do not depend on the number of processes or workers.
+    """
+
+    def __init__(self, images, labels, transform, mode, seed=0):
+        super().__init__(seed)
+        self.images, self.labels, self.transform, self.mode = images, labels, transform, mode
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        try:
+            image = self.images[index]
+            image = (image[0] if isinstance(image, tuple) else image).convert(self.mode)
+        except Exception as error:
+            return self.unreadable(index, error)
+        with self.seeded(index):
+            image = self.transform(image)
+        return image, torch.tensor(self.labels[index])
+
+
+@dataclass
+class LabelledData:
+    """What a classification job needs to know about its data."""
+
+    train_images: object
+    train_labels: list
+    val_images: object
+    val_labels: list
+    num_classes: int
+    in_chans: int
+    mean: tuple
+    std: tuple
+    hflip: float = 0.5  # digits are not mirror-symmetric: 0
+    min_scale: float = 0.08  # RandomResizedCrop's smallest area; 8x8 digits keep at least half
+    crop_pct: float = 224 / 256  # evaluation: resize to input_size / crop_pct, then centre-crop
+
+
+def load_labelled(data_path):
+    """builtin:digits, or a folder with train/ and val/ sub-folders of class folders."""
+    if data_path == "builtin:digits":
+        train, val = Digits("train"), Digits("val")
+        return LabelledData(train.images, train.labels, val.images, val.labels, Digits.num_classes, 1,
+                            *channel_stats(1), hflip=0.0, crop_pct=1.0, min_scale=0.5)  # fmt: skip
+    if str(data_path).startswith("builtin"):
+        raise ValueError(f"no labels for {data_path!r}; the built-in labelled data is builtin:digits")
+    from torchvision.datasets import ImageFolder
+
+    root = Path(data_path)
+    for split in ("train", "val"):
+        if not (root / split).is_dir():
+            raise FileNotFoundError(
+                f"expected {root / split}/ with one sub-folder per class (the ImageNet layout)"
+            )
+    train, val = ImageFolder(root / "train"), ImageFolder(root / "val")
+    if train.classes != val.classes:
+        raise ValueError(f"train/ and val/ of {root} have different class folders")
+    return LabelledData(train, train.targets, val, val.targets, len(train.classes), 3, *channel_stats(3))
+
+
+def eval_transform(data, input_size):
+    """Resize (bicubic) to input_size / crop_pct, centre-crop input_size, normalise."""
+    return v2.Compose([
+        v2.Resize(int(input_size / data.crop_pct), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+        v2.CenterCrop(input_size),
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(data.mean, data.std),
+    ])  # fmt: skip
+
+
+def labelled_tensors(data, split, input_size):
+    """A whole split as tensors, evaluation transform only: (images (N, C, H, W), labels (N,)). For small data."""
+    images, labels = (
+        (data.train_images, data.train_labels) if split == "train" else (data.val_images, data.val_labels)
+    )
+    dataset = LabelledImages(
+        images, labels, eval_transform(data, input_size), "L" if data.in_chans == 1 else "RGB"
+    )
+    samples = [dataset[i] for i in range(len(dataset))]
+    return torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples])

@@ -1,0 +1,104 @@
+"""Where a run continues: output_dir's own checkpoint-last.pth, else --resume; the weights, optimizer, scaler, RNG
+states and position restored; and a run with result-changing arguments refused in a used folder."""
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..checkpoint import CheckpointError, check_finite, load_weights, read_checkpoint, state_dict_from
+from .rng import set_rng_states
+
+LAST = "checkpoint-last.pth"
+
+
+# Arguments that do not change what a run computes: they may differ when a run in output_dir is continued.
+# Every other argument (model, data, batch, schedule, seed, loss, ...) must match the checkpoint's.
+RESULT_NEUTRAL_ARGS = {
+    "output_dir", "log_dir", "resume", "start_epoch", "max_steps", "save_every", "save_epochs", "log_every",
+    "num_workers", "pin_mem", "device", "compile", "world_size", "local_rank", "dist_on_itp", "dist_url",
+    "dist_eval", "eval", "save_best", "allow_changed_args", "preset", "effective_batch", "save_minutes",
+}  # fmt: skip
+
+
+@dataclass
+class Position:
+    """Where a run stands: optimizer steps in all, the epoch, and optimizer steps into that epoch."""
+
+    step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+
+
+def resume(args, model, optimizer, scaler, context):
+    """Restore the run's own newest state, output_dir/checkpoint-last.pth, else the checkpoint --resume names
+    (where a new run starts); returns (Position, path or ""). A rerun or a requeue of a command that contains
+    --resume thus continues from where it stopped instead of redoing the work since that file."""
+    last = Path(args.output_dir) / LAST
+    own = last.exists()
+    path = str(last) if own else args.resume
+    if not path:
+        return Position(epoch=args.start_epoch), ""
+    if own and args.resume and Path(args.resume).resolve() != last.resolve() and context.is_main:
+        print(f"note: {last} exists, so this run continues from it (its newest state); --resume "
+              f"{args.resume} names where a new run starts", flush=True)  # fmt: skip
+    checkpoint = read_checkpoint(path, map_location="cpu")
+    check_arguments(args, checkpoint, path, own, context)
+    load_training_state(checkpoint, path, model, optimizer, scaler)
+    if "step" in checkpoint:  # this project's checkpoints: the exact position
+        rngs = checkpoint["rng"]
+        set_rng_states(rngs[context.rank] if context.rank < len(rngs) else rngs[0], context.device)
+        return Position(checkpoint["step"], checkpoint["epoch"], checkpoint["step_in_epoch"]), path
+    return Position(epoch=checkpoint.get("epoch", -1) + 1), path  # official files saved finished epochs
+
+
+def load_training_state(checkpoint, path, model, optimizer, scaler):
+    """Weights (finite, and explained when they do not fit), optimizer and scaler from a checkpoint."""
+    state = state_dict_from(checkpoint, path)
+    check_finite(state, f"checkpoint {path}")
+    try:
+        load_weights(model, state, source=f"the weights in {path}")
+    except CheckpointError as error:
+        raise CheckpointError(
+            f"{error}\n--resume (and output_dir's checkpoint-last.pth) continues a run of this job with this "
+            f"--model; to start from another model's weights use --finetune (probing, fine-tuning), or give "
+            f"the run another --output_dir."
+        ) from None
+    if "optimizer" in checkpoint:
+        try:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        except (ValueError, KeyError) as error:
+            raise CheckpointError(
+                f"the optimizer state in {path} does not fit this job's optimizer ({error}): was it saved by "
+                f"another job (pretraining, linear probing, fine-tuning)?"
+            ) from None
+    if checkpoint.get("scaler"):
+        scaler.load_state_dict(checkpoint["scaler"])
+
+
+def changed_arguments(args, saved):
+    """'--name: old -> new' for each argument that changes the result and differs from the saved ones."""
+    saved = vars(saved) if isinstance(saved, argparse.Namespace) else dict(saved or {})
+    now = checkpoint_args(args)
+    keys = sorted(k for k in now if k in saved and k not in RESULT_NEUTRAL_ARGS and saved[k] != now[k])
+    return [f"--{k}: {saved[k]!r} in the checkpoint, {now[k]!r} now" for k in keys]
+
+
+def check_arguments(args, checkpoint, path, own, context):
+    """Refuse to continue output_dir's run with arguments that would change its result (a new run pointed at
+    a used folder); for an explicit --resume of another file, only say what differs."""
+    changes = changed_arguments(args, checkpoint.get("args") if isinstance(checkpoint, dict) else None)
+    if not changes:
+        return
+    listed = "\n  - " + "\n  - ".join(changes)
+    if own and not args.allow_changed_args:
+        raise ValueError(
+            f"{args.output_dir} holds a run with other arguments ({path}):{listed}\nUse another --output_dir "
+            f"for a new run, or pass --allow_changed_args to continue this one with the new values (a "
+            f"deliberate change of --epochs, say)."
+        )
+    if context.is_main:
+        print(f"note: continuing from {path} with arguments that differ from its own:{listed}", flush=True)
+
+
+def checkpoint_args(args):
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}

@@ -1,0 +1,51 @@
+"""Step 03: per-sample random masking by shuffling.
+
+Draw one noise value per patch, sort: the patches with the smallest noise are kept.
+`ids_restore` is the inverse permutation, so that the decoder can put every token back
+in its original place. Returns the visible tokens, a float mask (1 = removed, 0 = kept)
+in the original patch order, and `ids_restore`.
+"""
+
+import math
+
+import torch
+
+
+def random_masking(x, mask_ratio=0.75, noise=None):
+    """(N, L, D) tokens -> (N, int(L * (1 - mask_ratio)), D) visible tokens, (N, L) mask, (N, L) ids_restore.
+
+    `noise` (N, L) makes the mask deterministic; by default it is torch.rand(N, L), as
+    in the official code. With mask_ratio=0 and no noise every patch is kept in its
+    original order (feature extraction).
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 3:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"expected tokens of shape (N, L, D), got {shape}")
+    if isinstance(mask_ratio, torch.Tensor):
+        mask_ratio = mask_ratio.item()
+    if (
+        isinstance(mask_ratio, bool)
+        or not isinstance(mask_ratio, (int, float))
+        or not math.isfinite(mask_ratio)
+        or not 0 <= mask_ratio < 1
+    ):
+        raise ValueError(f"mask_ratio must be a finite number in [0, 1), got {mask_ratio!r}")
+    N, L, D = x.shape
+    if noise is None:
+        if mask_ratio == 0:
+            noise = torch.arange(L, device=x.device, dtype=torch.float32).expand(N, L)
+        else:
+            noise = torch.rand(N, L, device=x.device)
+    elif tuple(noise.shape) != (N, L):
+        raise ValueError(
+            f"noise must have shape (N, L) = ({N}, {L}), one value per patch, got {tuple(noise.shape)}"
+        )
+    len_keep = int(L * (1 - mask_ratio))
+    # EXERCISE: argsort the noise (ascending: small noise is kept), invert the permutation to get ids_restore, gather the first len_keep tokens; mask is 1 where a patch's rank in the shuffle is >= len_keep, in the ORIGINAL patch order
+    ids_shuffle = torch.argsort(noise, dim=1)  # (N, L): patch indices, kept ones first
+    ids_restore = torch.argsort(ids_shuffle, dim=1)  # (N, L): rank of each patch in the shuffle
+    ids_keep = ids_shuffle[:, :len_keep]  # (N, len_keep)
+    x_visible = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, D))  # (N, len_keep, D)
+    mask = (ids_restore >= len_keep).float()  # (N, L), 1 = removed, original order
+    return x_visible, mask, ids_restore
+    # END EXERCISE
