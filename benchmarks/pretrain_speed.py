@@ -17,11 +17,11 @@ add one lever at a time to the official recipe:
 - + fused AdamW: torch's fused AdamW kernel;
 - + torch.compile (with --compile): the model compiled.
 
-"production" is what the engine (mae/engine.py) runs by default on this device, measured again.
+"production" is what the engine (mae/engine/) runs by default on this device, measured again.
 With --data, more rows run the production step end to end on a folder of JPEG files (--make_jpegs
 writes one from the bundled photographs), at each of --e2e_batch_sizes: decoded by PIL in DataLoader
 workers (the default path), and read by the workers but decoded, cropped and resized on the device
-(--gpu_decode, mae/device_decode.py); each against the production step on synthetic data at the same batch
+(--gpu_decode, mae/data/device_decode.py); each against the production step on synthetic data at the same batch
 size, timed over --e2e_steps (100) steps so that what the workers decoded ahead is drained (run_end_to_end).
 benchmarks/gpu_first_look.sh runs the documented GPU commands in one go.
 FLOPs are counted, not measured: per transformer block 24*n*w^2 + 4*n^2*w forward FLOPs over n tokens

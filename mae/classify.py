@@ -151,7 +151,7 @@ def check_classes(args, data):
         )
 
 
-def run(args, name, build):
+def run(args, name, build, **engine):
     """Set up processes and data, let `build(args, context, data)` make (model, optimizer, train transform,
     compute_loss), then evaluate (--eval) or train, evaluating after every epoch."""
     context = distributed.init(args.device)
@@ -212,7 +212,7 @@ def run(args, name, build):
             model, optimizer, train, compute_loss, end_of_epoch, official_fields=official_fields, name=name,
             scale_gradients=not isinstance(model.head, ProbeHead),  # the probe trains in float32 only
         )  # fmt: skip
-        fit(args, context, job)
+        fit(args, context, job, **engine)
         return evaluate(model, val, args, context, dtype)
     finally:
         distributed.finish(context)

@@ -155,9 +155,10 @@ def train_transform(args, data):
     )  # fmt: skip
 
 
-def main(args=None):
-    """Train (or, with --eval, evaluate); the final validation statistics. `args`: see engine.parse_job_args."""
-    return classify.run(parse_job_args(args, get_args_parser(), PRESETS), "fine-tuning", build)
+def main(args=None, **engine):
+    """Train (or, with --eval, evaluate); the final validation statistics. `args`: see engine.flags.parse_job_args;
+    `engine`: see engine.loop.fit."""
+    return classify.run(parse_job_args(args, get_args_parser(), PRESETS), "fine-tuning", build, **engine)
 
 
 cli = functools.partial(run_cli, main)  # the console script

@@ -71,9 +71,10 @@ def build(args, context, data):
     return model, optimizer, transform, compute_loss
 
 
-def main(args=None):
-    """Train (or, with --eval, evaluate); the final validation statistics. `args`: see engine.parse_job_args."""
-    return classify.run(parse_job_args(args, get_args_parser(), PRESETS), "linear probing", build)
+def main(args=None, **engine):
+    """Train (or, with --eval, evaluate); the final validation statistics. `args`: see engine.flags.parse_job_args;
+    `engine`: see engine.loop.fit."""
+    return classify.run(parse_job_args(args, get_args_parser(), PRESETS), "linear probing", build, **engine)
 
 
 cli = functools.partial(run_cli, main)  # the console script

@@ -117,10 +117,10 @@ def first_readable(dataset, count, search=256):
     return samples
 
 
-def epoch_figure(model, dataset, epoch, collate, prepare):
-    """The epoch's reconstruction grid, or None with a warning: a figure never stops training."""
+def epoch_figure(model, dataset, epoch, collate, prepare, draw=reconstruction_grid):
+    """The epoch's reconstruction grid (`draw`'s), or None with a warning: a figure never stops training."""
     try:
-        return reconstruction_grid(model, dataset, collate=collate, prepare=prepare)
+        return draw(model, dataset, collate=collate, prepare=prepare)
     except Exception as error:  # noqa: BLE001 - the figure is a by-product; the checkpoint comes next
         warnings.warn(
             f"no reconstruction figure for epoch {epoch} ({type(error).__name__}: {error}); training goes on",
@@ -129,18 +129,18 @@ def epoch_figure(model, dataset, epoch, collate, prepare):
         return None
 
 
-def main(args=None):
+def main(args=None, **engine):
     """Pretrain; returns the model. `args`: parsed arguments (as the official main(args)), or a list of
-    command-line strings (None: sys.argv)."""
+    command-line strings (None: sys.argv). `engine`: the loop's collaborators (write, clock; see engine.loop.fit)."""
     args = parse_job_args(args, get_args_parser())
     context = distributed.init(args.device)
     try:
-        return train(args, context)
+        return train(args, context, **engine)
     finally:
         distributed.finish(context)
 
 
-def train(args, context):
+def train(args, context, **engine):
     if context.is_main:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     if args.in_chans is None:
@@ -195,6 +195,7 @@ def train(args, context):
             name="pretraining",
             **job_data,
         ),
+        **engine,
     )
     return model
 

@@ -173,7 +173,7 @@ def todo(root, names=()):
     return "\n".join(out)
 
 
-def main(argv=None):
+def main(argv=None, root=ROOT):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--check", action="store_true", help="fail if a translation is missing or out of date")
@@ -182,10 +182,10 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     if args.todo is not None:
-        print(todo(ROOT, args.todo) or "every markdown cell is translated and up to date")
+        print(todo(root, args.todo) or "every markdown cell is translated and up to date")
         return 0
     if args.check:
-        lines = check(ROOT)
+        lines = check(root)
         if lines:
             print("\n".join(lines))
             print(
@@ -193,16 +193,16 @@ def main(argv=None):
             )
             print(f"to rewrite notebooks/{LANGUAGE}/ (all that a changed code cell or output needs)")
             return 1
-        count = len(english_notebooks(ROOT))
+        count = len(english_notebooks(root))
         print(f"{count} notebooks in notebooks/{LANGUAGE}/ match the English ones and their translations")
         return 0
-    (ROOT / "notebooks" / LANGUAGE).mkdir(exist_ok=True)
-    for english in english_notebooks(ROOT):
-        if not translation_path(english, ROOT).exists():
-            print(f"skipped {english.name}: no {translation_path(english, ROOT).relative_to(ROOT)}")
+    (root / "notebooks" / LANGUAGE).mkdir(exist_ok=True)
+    for english in english_notebooks(root):
+        if not translation_path(english, root).exists():
+            print(f"skipped {english.name}: no {translation_path(english, root).relative_to(root)}")
             continue
-        notebook, problems = translate(english, ROOT)
-        write(notebook, ROOT / "notebooks" / LANGUAGE / english.name)
+        notebook, problems = translate(english, root)
+        write(notebook, root / "notebooks" / LANGUAGE / english.name)
         print(f"wrote notebooks/{LANGUAGE}/{english.name}" + "".join(f"\n  {p}" for p in problems))
     return 0
 

@@ -16,7 +16,7 @@ this optional part was skipped.
 
 From a terminal, `python -m mae.checks [step ...]` checks your exercises/ like rustlings. It, and
 the notebooks (through `mae.course.use`), let the reference stand in for the steps you have not
-written yet; a check called on `import exercises` directly runs exactly what is in your files.
+written yet; a check called on a class you import yourself runs exactly what is in your files.
 
     harness.py       calling your code, comparing tensors, naming mistakes
     patch_embed.py, pos_embed.py, masking.py, attention.py, block.py    checks 01-05
