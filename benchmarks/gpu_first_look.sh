@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/gpu_first_look.sh            # all parts; or name some: tests vitb vitl checkpoint
 #
-# - tests:      tests/test_gpu.py (the official function in float32 and bf16, a run with the GPU defaults and its
+# - tests:      tests/gpu/test_gpu.py (the official function in float32 and bf16, a run with the GPU defaults and its
 #               resume, the background save's copy from the GPU, nvJPEG decoding, evaluation)
 # - vitb:       the training step of ViT-B/16 lever by lever, torch.compile included (synthetic data, batch 256)
 # - vitl:       ViT-L/16 lever by lever, then end to end on 6,400 JPEGs at batch 64 and 256, PIL decoding in the
@@ -12,7 +12,7 @@
 #
 # Results go to $OUT (default output/gpu): <part>.log and <part>.json, and env.txt. Nothing is downloaded; it needs
 # torch, torchvision, timm, scikit-learn, scikit-image and pytest (a GPU machine's usual image has them).
-# SMOKE=1 DEVICE=cpu runs the same commands on tiny models (tests/test_benchmarks.py does, so the script stays runnable).
+# SMOKE=1 DEVICE=cpu runs the same commands on tiny models (tests/project/test_benchmarks.py does, so the script stays runnable).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-output/gpu}
@@ -59,7 +59,7 @@ jpegs=$(mktemp -d)
 trap 'rm -rf "$jpegs"' EXIT
 for part in $parts; do
     case $part in
-    tests) run tests "$PYTHON" -m pytest -q -p no:cacheprovider -rs tests/test_gpu.py ;;
+    tests) run tests "$PYTHON" -m pytest -q -p no:cacheprovider -rs tests/gpu/test_gpu.py ;;
     vitb) run vitb "$PYTHON" benchmarks/pretrain_speed.py --device "$DEVICE" "${B[@]}" --rounds 1 --json "$OUT/vitb.json" ;;
     vitl) run vitl "$PYTHON" benchmarks/pretrain_speed.py --device "$DEVICE" "${L[@]}" --rounds 1 \
         --data "$jpegs" "${E2E[@]}" --json "$OUT/vitl.json" ;;

@@ -9,3 +9,17 @@ from .model import MAE
 from .patch_embed import PatchEmbed
 from .pos_embed import get_1d_sincos_pos_embed, get_2d_sincos_pos_embed
 from .transformer import Block, Mlp
+
+__all__ = [
+    "Attention",
+    "Block",
+    "Encoder",
+    "EncoderDecoder",
+    "MAE",
+    "Mlp",
+    "PatchEmbed",
+    "VisionTransformer",
+    "get_1d_sincos_pos_embed",
+    "get_2d_sincos_pos_embed",
+    "random_masking",
+]

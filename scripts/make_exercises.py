@@ -49,6 +49,9 @@ STUB_HEADER = (
 PACKAGE = '''"""{what}: one module per step of notebooks {numbers} (mae/models/ holds the reference)."""
 
 {imports}
+
+__all__ = [
+{names}]
 '''
 
 
@@ -75,18 +78,22 @@ def make_stub(source, name):
 
 
 def component_imports():
-    """The lines of mae/models/__init__.py that import from a step module, e.g. 'from .masking import random_masking'."""
+    """The lines of mae/models/__init__.py that import from a step module ('from .masking import random_masking'),
+    and the names they import."""
     source = (MODELS / "__init__.py").read_text()
-    return "\n".join(
-        ast.get_source_segment(source, node)
+    nodes = [
+        node
         for node in ast.parse(source).body
         if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module in STEP_NOTEBOOKS
-    )
+    ]
+    names = sorted(alias.asname or alias.name for node in nodes for alias in node.names)
+    return "\n".join(ast.get_source_segment(source, node) for node in nodes), names
 
 
 def expected_files():
     """{path relative to ROOT: text} of every generated file."""
-    files, imports = {}, component_imports()
+    files, (imports, names) = {}, component_imports()
+    names = "".join(f'    "{name}",\n' for name in names)
     numbers = sorted(set(STEP_NOTEBOOKS.values()))
     numbers = ", ".join(numbers[:-1]) + " and " + numbers[-1]
     for step in STEP_NOTEBOOKS:
@@ -95,7 +102,9 @@ def expected_files():
         files[f"exercises/{step}.py"] = make_stub(source, f"{step}.py")
     what = {"solutions": "The reference the course's learner reads", "exercises": "Your code for the course"}
     for folder, description in what.items():
-        files[f"{folder}/__init__.py"] = PACKAGE.format(what=description, numbers=numbers, imports=imports)
+        files[f"{folder}/__init__.py"] = PACKAGE.format(
+            what=description, numbers=numbers, imports=imports, names=names
+        )
     return files
 
 
