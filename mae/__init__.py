@@ -12,6 +12,7 @@ mae.mae_vit_base_patch16, ...) build from the implementation MAE_IMPL selects: t
 exercises/ in the course's checkout (see mae.impl and mae.models.factories.components).
 """
 
+from . import impl  # the whose-code switch: mae.impl.select, mae.impl.active
 from .checkpoint import (
     CheckpointError,
     UnsafeCheckpointError,
@@ -50,7 +51,7 @@ from .models import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "CLASSIFIERS", "CONFIGS", "MAE", "Attention", "Block", "CheckpointError", "Encoder", "EncoderDecoder", "Mlp",
+    "impl", "CLASSIFIERS", "CONFIGS", "MAE", "Attention", "Block", "CheckpointError", "Encoder", "EncoderDecoder", "Mlp",
     "PatchEmbed", "UnsafeCheckpointError", "VisionTransformer", "create_classifier", "create_model",
     "get_1d_sincos_pos_embed", "get_2d_sincos_pos_embed", "load_checkpoint", "load_weights",
     "mae_vit_base_patch16", "mae_vit_huge_patch14", "mae_vit_large_patch16", "mae_vit_mini_patch4",

@@ -40,7 +40,7 @@ LAYERS = {
     "mae.shifted_digits": ("mae.checkpoint", "mae.data", "mae.evaluation", "mae.models"),
     "mae.checks": ("mae.impl", "mae.models"),
     "mae.course": ("mae.impl", "mae.models"),
-    "mae": ("mae.checkpoint", "mae.models"),  # the package's __init__
+    "mae": ("mae.checkpoint", "mae.impl", "mae.models"),  # the package's __init__
     **{job: ("mae",) for job in JOBS},  # a job may use anything
 }
 MAX_LINES = 400
