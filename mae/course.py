@@ -7,6 +7,7 @@ import torch
 
 from . import impl as implementation
 from . import models
+from .checks.harness import SHOW_TRACEBACK, CheckFailed
 
 
 def use(impl=None, seed=0, exercise=None):
@@ -22,6 +23,7 @@ def use(impl=None, seed=0, exercise=None):
     runs, so that the code both share finds the same files (`../checkpoints/...`, `../output/...`).
     """
     run_in_notebooks_folder()
+    show_failed_checks_briefly()
     selection = implementation.select(impl, default="exercises", own_step=exercise, export=True)
     torch.manual_seed(seed)
     torch.set_num_threads(min(torch.get_num_threads(), 2))
@@ -34,6 +36,28 @@ def use(impl=None, seed=0, exercise=None):
     if line:
         print(line)
     return selection.package or models
+
+
+def show_failed_checks_briefly():
+    """In IPython (Jupyter, Colab), a failed check shows its report, not a traceback through mae.checks, whose
+    source holds the hints for other mistakes (MAE_CHECKS_TRACEBACK=1 shows the whole traceback)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and not os.environ.get(SHOW_TRACEBACK):
+        shell.set_custom_exc((CheckFailed,), _show_failed_check)
+
+
+def _show_failed_check(shell, etype, value, tb, tb_offset=None):
+    """Show a CheckFailed as the cell's error output: the report, its first line in red, and no traceback."""
+    first, *rest = value.report().splitlines()
+    lines = [f"\x1b[1;31m\u2717 {first}\x1b[0m", *rest]
+    shell._showtraceback(
+        etype, value, lines
+    )  # what IPython's own tracebacks go through (ipykernel: an error output)
+    return lines
 
 
 def run_in_notebooks_folder():

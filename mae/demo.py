@@ -20,8 +20,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from . import inpainting, pretrain  # noqa: E402
-from .checkpoint import model_from_checkpoint  # noqa: E402
+from .checkpoint import model_from_checkpoint, read_checkpoint  # noqa: E402
 from .data.images import normalize  # noqa: E402
+from .engine.flags import run_cli  # noqa: E402
+from .engine.resume import CODE  # noqa: E402
 from .visualize import show_inpainting, show_reconstruction  # noqa: E402
 
 
@@ -73,6 +75,8 @@ def main(argv=None):
     shown = {name: fills[name] for name in ("biharmonic", "MAE")}
     fig = show_inpainting(images, shown, mask, scores=scores, rows=4)
     fig.savefig(args.output_dir / "inpainting.png", dpi=100)
+    trained_by = read_checkpoint(args.output_dir / "checkpoint-last.pth").get("model_code", "solutions")
+    print(f"trained with {CODE[trained_by]} (MAE_IMPL={trained_by})")
     print(f"loss {train[0]['loss']:.3f} -> {train[-1]['loss']:.3f} in {train[-1]['step']} steps")
     print(
         f"error on the removed pixels of {len(images)} crops of photographs the run never saw "
@@ -86,5 +90,9 @@ def main(argv=None):
     )
 
 
+def cli(argv=None):
+    run_cli(main, argv)  # bad input (a folder trained by other code, say) ends with its message alone
+
+
 if __name__ == "__main__":
-    main()
+    cli()

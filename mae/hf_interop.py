@@ -17,7 +17,7 @@ bytes under a JSON header, config.json is JSON.
 import os
 from pathlib import Path
 
-from .checkpoint import load_weights, model_from_checkpoint
+from .checkpoint import load_weights, model_from_checkpoint, official_state_dict
 from .checkpoint.hf_layout import (
     from_transformers_config,
     from_transformers_state,
@@ -47,7 +47,7 @@ def to_transformers(model, mask_ratio=None):
         mask_ratio = getattr(model, "mask_ratio", 0.75)
     config = transformers.ViTMAEConfig(**to_transformers_config(model.config, mask_ratio))
     hf = transformers.ViTMAEForPreTraining(config)
-    state = to_transformers_state(model.state_dict())
+    state = to_transformers_state(official_state_dict(model))
     if set(state) != set(hf.state_dict()):  # a transformers 4.x model: the names of its time
         state = to_legacy_transformers_state(state)
     hf.load_state_dict(state, strict=True)

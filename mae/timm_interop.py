@@ -5,7 +5,9 @@ patch_embed.proj, blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}, nor
 export keeps the encoder's tensors and drops the decoder:
 
     vit = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0, global_pool="token")
-    vit.load_state_dict(mae.timm_interop.encoder_to_timm(model.state_dict()))
+    vit.load_state_dict(mae.timm_interop.encoder_to_timm(mae.checkpoint.official_state_dict(model)))
+
+(official_state_dict: a Linear patch embedding's weight in the Conv2d layout that timm's ViT has.)
 """
 
 from .checkpoint import DECODER_PREFIXES, HEAD_PREFIXES

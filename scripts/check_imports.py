@@ -39,7 +39,7 @@ LAYERS = {
     "mae.widgets": ("mae.visualize",),
     "mae.shifted_digits": ("mae.checkpoint", "mae.data", "mae.evaluation", "mae.models"),
     "mae.checks": ("mae.impl", "mae.models"),
-    "mae.course": ("mae.impl", "mae.models"),
+    "mae.course": ("mae.checks", "mae.impl", "mae.models"),
     "mae": ("mae.checkpoint", "mae.impl", "mae.models"),  # the package's __init__
     **{job: ("mae",) for job in JOBS},  # a job may use anything
 }

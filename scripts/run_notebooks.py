@@ -1,11 +1,20 @@
-"""Execute the course notebooks in place, top to bottom, with the reference solutions (refreshes committed outputs).
+"""Execute the course notebooks in place, top to bottom, and refresh their committed outputs.
 
     python scripts/run_notebooks.py [notebooks/03_random_masking.ipynb ...]
 
-Runs each notebook in notebooks/ with MAE_IMPL=solutions and two threads; prints each notebook's time
-and any cell that took more than 5 s.
+Two runs per notebook, each in a fresh kernel with two threads:
+
+1. with the reference (MAE_IMPL=solutions): every cell's output, what nbval compares in CI;
+2. with the untouched stubs of exercises/ (MAE_IMPL=exercises), up to the last cell tagged `learner-start` (the
+   `use(...)` cell, the check cells, notebook 00's summary; scripts/sync_notebooks.py tags them): those cells take
+   this run's output, which is what a learner sees before writing anything ("steps 01-08 and 12 are not written
+   yet", a check that says which function is still the stub), not a green tick they have not earned. nbval
+   executes them without comparing their output.
+
+Prints each notebook's time and any cell that took more than 5 s.
 """
 
+import copy
 import os
 import sys
 import time
@@ -14,12 +23,40 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+LEARNER_START = "learner-start"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_exercises import expected_files  # noqa: E402
+
+
+def execute(notebook, folder, impl, allow_errors=False, report=None):
+    os.environ.update(MAE_IMPL=impl, OMP_NUM_THREADS="2")
+    client = NotebookClient(
+        notebook,
+        timeout=int(os.environ.get("NB_TIMEOUT", 600)),
+        kernel_name="python3",
+        allow_errors=allow_errors,
+        resources={"metadata": {"path": str(folder)}},
+        on_cell_executed=report,
+    )
+    client.execute()
+    return notebook
+
+
+def learner_start_outputs(notebook, folder):
+    """{cell index: outputs} of the learner-start cells, from a run on the untouched stubs."""
+    marked = [i for i, cell in enumerate(notebook.cells) if LEARNER_START in cell.metadata.get("tags", [])]
+    if not marked:
+        return {}
+    first_part = copy.deepcopy(notebook)
+    first_part.cells = first_part.cells[: marked[-1] + 1]
+    execute(first_part, folder, "exercises", allow_errors=True)  # a check cell fails: the step is a stub
+    return {i: first_part.cells[i].outputs for i in marked}
 
 
 def run(path):
     notebook = nbformat.read(path, as_version=4)
-    os.environ.update(MAE_IMPL="solutions", OMP_NUM_THREADS="2")
     last = [time.perf_counter()]
 
     def report_slow_cells(cell, cell_index, **_):
@@ -29,19 +66,26 @@ def run(path):
         last[0] = now
 
     start = time.perf_counter()
-    client = NotebookClient(
-        notebook,
-        timeout=int(os.environ.get("NB_TIMEOUT", 600)),
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-        on_cell_executed=report_slow_cells,
-    )
-    client.execute()
+    execute(notebook, path.parent, "solutions", report=report_slow_cells)
+    for index, outputs in learner_start_outputs(notebook, path.parent).items():
+        notebook.cells[index].outputs = outputs  # the execution count stays the reference run's, in order
     nbformat.write(notebook, path)
     return time.perf_counter() - start
 
 
+def check_stubs_untouched():
+    """The stub run must see the stubs as committed: refuse when exercises/ holds someone's work."""
+    edited = [
+        name
+        for name, text in expected_files().items()
+        if name.startswith("exercises/") and (ROOT / name).read_text() != text
+    ]
+    if edited:
+        sys.exit(f"exercises/ is not as generated ({', '.join(edited)}): run scripts/make_exercises.py first")
+
+
 def main(argv):
+    check_stubs_untouched()
     paths = [Path(p).resolve() for p in argv] or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     total = 0.0
     for path in paths:

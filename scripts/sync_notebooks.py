@@ -1,4 +1,5 @@
-"""Write the parts every course notebook shares, from one source: the Colab badge and the Colab set-up cell.
+"""Write the parts every course notebook shares, from one source: the Colab badge, the Colab set-up cell, and the
+tags of the cells whose committed output is what a learner sees on a fresh checkout (see LEARNER_START).
 
 The repository URL comes from `mae.course.REPOSITORY`; set it there (for a fork, say) and run this
 script. `--check` exits with 1 if a notebook differs from what it would write (CI runs that).
@@ -17,10 +18,15 @@ sys.path.insert(0, str(ROOT))
 from mae.course import REPOSITORY  # noqa: E402
 
 NOTEBOOKS = ROOT / "notebooks"
+# Cells whose output depends on whose code runs and on what the learner has written: the `use(...)` cell, the check
+# cells and notebook 00's summary. Their committed output comes from a run on the untouched stubs (what a learner
+# sees before running anything: scripts/run_notebooks.py), and nbval executes them without comparing it.
+LEARNER_START = "learner-start"
+LEARNER_START_CELL = re.compile(r"^(code = use\(|checks\.check_\w+\(|results = checks\.run_checks\()", re.M)
 BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
 
 COLAB_CELL = """\
-# Colab only (anywhere else this cell does nothing): fetch the course, keep it in your Google Drive, install it.
+#@title Colab set-up: fetch the course, keep it in your Google Drive, install it (elsewhere this does nothing)
 import sys
 
 if "google.colab" in sys.modules:
@@ -40,7 +46,7 @@ if "google.colab" in sys.modules:
         root = "/content/mae-from-scratch"
     if not os.path.isdir(os.path.join(root, "exercises")):  # the first notebook clones; later ones reuse it
         subprocess.run(["git", "clone", "-q", repository, root], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", root], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", root + "[course]"], check=True)
     sys.path.insert(0, root)
     os.chdir(os.path.join(root, "notebooks"))
     output.enable_custom_widget_manager()  # ipywidgets 8 sliders"""
@@ -69,7 +75,23 @@ def synced(path):
     if 'if "google.colab" in sys.modules:' not in "".join(cells[1]["source"]):
         raise ValueError(f"{path.name}: the second cell is not the Colab set-up cell")
     cells[1]["source"] = colab_cell().splitlines(keepends=True)
+    # Folded where the learner works: JupyterLab shows one collapsed line, Colab the form's title (#@title).
+    cells[1]["metadata"].update(jupyter={"source_hidden": True}, cellView="form")
+    for cell in cells:
+        if cell["cell_type"] == "code":
+            tag_learner_start(cell)
     return notebook
+
+
+def tag_learner_start(cell):
+    """Tag a code cell `learner-start` and `nbval-ignore-output` if it is one of LEARNER_START's; untag it if not."""
+    tags = [t for t in cell.get("metadata", {}).get("tags", []) if t != LEARNER_START]
+    if LEARNER_START_CELL.search("".join(cell["source"])):
+        tags = [*tags, LEARNER_START] + ([] if "nbval-ignore-output" in tags else ["nbval-ignore-output"])
+    if tags:
+        cell.setdefault("metadata", {})["tags"] = tags
+    else:
+        cell.get("metadata", {}).pop("tags", None)
 
 
 def write(notebook, path):

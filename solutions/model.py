@@ -7,6 +7,8 @@ norm_pix_loss the target of each patch is that patch normalised by its own mean 
 (unbiased) variance, which the paper found gives better representations.
 """
 
+import torch  # noqa: F401 - not used here; the hints of notebook 08 suggest torch.einsum for your patchify
+
 from .decoder import EncoderDecoder
 from .patch_embed import check_images
 

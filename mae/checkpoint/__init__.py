@@ -41,6 +41,8 @@ from .state_dicts import (
     describe_mismatch,
     fit_patch_embed,
     non_finite_tensors,
+    official_layout,
+    official_state_dict,
     resize_pos_embed,
     state_dict_from,
 )
@@ -50,7 +52,7 @@ __all__ = [
     "UnsafeCheckpointError", "architecture", "atomic_save", "check_finite", "count_blocks", "describe_mismatch",
     "fit_patch_embed", "from_transformers_config", "from_transformers_state", "infer_config",
     "is_transformers_layout", "link_or_copy", "load_checkpoint", "load_classifier", "load_pretrained_encoder",
-    "load_weights", "looks_like_safetensors", "model_from_checkpoint", "non_finite_tensors", "read_checkpoint",
+    "load_weights", "looks_like_safetensors", "model_from_checkpoint", "non_finite_tensors", "official_layout", "official_state_dict", "read_checkpoint",
     "read_safetensors", "read_transformers_folder", "replace_atomically", "resize_pos_embed", "save_checkpoint",
     "save_pretrained", "save_safetensors", "state_dict_from", "temporary_path", "to_transformers_config",
     "to_transformers_state",

@@ -14,7 +14,13 @@ from .errors import CheckpointError
 from .hf_folder import read_transformers_folder
 from .pth import read_pth
 from .safetensors_io import looks_like_safetensors, read_safetensors, save_safetensors
-from .state_dicts import describe_mismatch, fit_patch_embed, resize_pos_embed, state_dict_from
+from .state_dicts import (
+    describe_mismatch,
+    fit_patch_embed,
+    official_layout,
+    resize_pos_embed,
+    state_dict_from,
+)
 
 
 def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
@@ -100,9 +106,9 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, format: str | Non
     model = unwrap(model)
     config = dict(model.config) if getattr(model, "config", None) is not None else None
     if format == "safetensors":
-        save_safetensors(path, model.state_dict(), config, extra)
+        save_safetensors(path, official_layout(model.state_dict(), config), config, extra)
         return
-    payload = {"model": model.state_dict(), **extra}
+    payload = {"model": official_layout(model.state_dict(), config), **extra}
     if config is not None:
         payload["model_config"] = config
     atomic_save(payload, path)

@@ -17,7 +17,7 @@ from .hf_layout import (
 )
 from .pth import read_pth
 from .safetensors_io import read_safetensors_tensors, write_safetensors
-from .state_dicts import state_dict_from
+from .state_dicts import official_state_dict, state_dict_from
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
@@ -81,7 +81,7 @@ def save_pretrained(model, folder, mask_ratio=None):
         mask_ratio = getattr(model, "mask_ratio", 0.75)
     # An Encoder's config has no decoder fields; transformers' config always has them: the paper's decoder.
     config = to_transformers_config({**constructor_defaults(), **model.config}, mask_ratio)
-    state = to_legacy_transformers_state(to_transformers_state(model.state_dict()))
+    state = to_legacy_transformers_state(to_transformers_state(official_state_dict(model)))
     if encoder_only:  # a ViTMAEModel is the `vit.` part of ViTMAEForPreTraining, without the prefix
         state = {key.removeprefix("vit."): value for key, value in state.items()}
     architecture = "ViTMAEModel" if encoder_only else "ViTMAEForPreTraining"

@@ -185,10 +185,36 @@ def fit_patch_embed(model_state, state):
     state = dict(state)
     for key, wanted in model_state.items():
         given = state.get(key)
-        if key.endswith("patch_embed.proj.weight") and given is not None and given.shape != wanted.shape:
+        # patch_embed.proj.weight in a model, proj.weight in a PatchEmbed alone; an attention's proj is 2-D in both.
+        if key.endswith("proj.weight") and given is not None and given.shape != wanted.shape:
             if given.numel() == wanted.numel() and {given.ndim, wanted.ndim} == {2, 4}:
                 state[key] = given.reshape(wanted.shape)
     return state
+
+
+def official_layout(state, config):
+    """`state` with a Linear patch embedding's weight, (D, C * p * p), in the official Conv2d layout, (D, C, p, p):
+    what checkpoints, timm and transformers hold, so that every patch embedding the course accepts exports alike.
+    `config` gives C and p (a model's config: in_chans, patch_size); a state without such a weight is returned as is."""
+    key = "patch_embed.proj.weight"
+    weight = state.get(key)
+    if (
+        weight is None
+        or weight.ndim != 2
+        or not config
+        or "in_chans" not in config
+        or "patch_size" not in config
+    ):
+        return state
+    channels, patch = config["in_chans"], config["patch_size"]
+    if weight.shape[1] != channels * patch * patch:
+        return state
+    return {**state, key: weight.reshape(weight.shape[0], channels, patch, patch)}
+
+
+def official_state_dict(model):
+    """model.state_dict() in the official layout (see official_layout)."""
+    return official_layout(model.state_dict(), getattr(model, "config", None))
 
 
 def non_finite_tensors(state):

@@ -30,6 +30,7 @@ May import: torch, mae.models (the reference), mae.impl. Nothing else of mae imp
 from .attention import check_attention
 from .block import check_block
 from .classifier import check_classifier
+from .harness import CheckFailed
 from .masking import check_random_masking
 from .model import check_decoder, check_encoder, check_mae
 from .parts import EARLIER_CHECKS
@@ -38,7 +39,7 @@ from .pos_embed import check_pos_embed
 from .runner import CHECKS, main, run_checks
 
 __all__ = [
-    "CHECKS", "EARLIER_CHECKS", "check_attention", "check_block", "check_classifier", "check_decoder",
+    "CHECKS", "EARLIER_CHECKS", "CheckFailed", "check_attention", "check_block", "check_classifier", "check_decoder",
     "check_encoder", "check_mae", "check_patch_embed", "check_pos_embed", "check_random_masking", "main",
     "run_checks",
 ]  # fmt: skip

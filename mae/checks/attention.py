@@ -2,12 +2,20 @@
 softmax), with the classic mistakes (no scale, the wrong scale, the softmax over queries, heads split wrongly)."""
 
 import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from .. import models as ref
-from .harness import _call, _close, _compare, _copy_weights, _inputs, _ok, _randomise, _tensor
+from .harness import _call, _close, _compare, _copy_weights, _inputs, _ok, _randomise, _tensor, learner_facing
 
 NOT_SCALED = "the attention scores are not scaled: multiply q k^T by head_dim ** -0.5"
 SCALED_BY_DIM = "scale by head_dim ** -0.5 (the width of one head), not by dim ** -0.5"
+# The symptom, always true; the cause, only for code that calls F.scaled_dot_product_attention (which scales by itself).
+SCALED_BY_HEAD_DIM = "the scores are scaled by 1 / head_dim; attention divides them by sqrt(head_dim): multiply q k^T by head_dim ** -0.5 (self.scale), once"
+SDPA_SCALES_ITSELF = (
+    " F.scaled_dot_product_attention already scales by head_dim ** -0.5, so q k^T is scaled twice: do not multiply q"
+    " by self.scale before it"
+)
 SOFTMAX_OVER_QUERIES = "the softmax must run over the keys (the last dimension), not the queries"
 SCORES_TRANSPOSED = (
     "the scores are transposed: q @ k.transpose(-2, -1) (one row per query), not k @ q.transpose(-2, -1)"
@@ -34,8 +42,9 @@ def _qkv_splits(attn, x):
     ]
 
 
-def _attention_variants(attn, x):
-    """Outputs of the classic attention mistakes, computed from the reference module."""
+def _attention_variants(attn, x, calls_sdpa=False):
+    """Outputs of the classic attention mistakes, computed from the reference module; `calls_sdpa`: the learner's
+    forward calls F.scaled_dot_product_attention (a cause that only such code can have)."""
     B, N, C = x.shape
     hd = attn.head_dim
     qkv = attn.qkv(x)
@@ -55,9 +64,7 @@ def _attention_variants(attn, x):
     return [
         (finish(scores.softmax(-1) @ v), NOT_SCALED),
         (finish((scores * C**-0.5).softmax(-1) @ v), SCALED_BY_DIM),
-        (finish((scores / hd).softmax(-1) @ v),
-         "q k^T is scaled twice (by 1 / head_dim): F.scaled_dot_product_attention already scales by head_dim ** -0.5, "
-         "so do not multiply q by self.scale before it"),
+        (finish((scores / hd).softmax(-1) @ v), SCALED_BY_HEAD_DIM + ("." + SDPA_SCALES_ITSELF if calls_sdpa else "")),
         (finish((scores * hd**-0.5).softmax(-2) @ v), SOFTMAX_OVER_QUERIES),
         (finish((scores.transpose(-2, -1) * hd**-0.5).softmax(-1) @ v), SCORES_TRANSPOSED),
         *[(attend(q, k, v), hint) for q, k, v, hint in wrong_splits],
@@ -79,7 +86,7 @@ def _attention_weights_variants(attn, x):
     return [
         (scores.softmax(-1), NOT_SCALED),
         ((scores * C**-0.5).softmax(-1), SCALED_BY_DIM),
-        ((scores / hd).softmax(-1), "q k^T is scaled twice: multiply it by self.scale = head_dim ** -0.5 once"),
+        ((scores / hd).softmax(-1), SCALED_BY_HEAD_DIM),
         ((scores * hd**-0.5).softmax(-2), SOFTMAX_OVER_QUERIES),
         ((scores.transpose(-2, -1) * hd**-0.5).softmax(-1), SCORES_TRANSPOSED),
         (scores * hd**-0.5, "attention_weights returns probabilities: apply the softmax over the keys (dim=-1)"),
@@ -91,6 +98,26 @@ def _attention_weights_variants(attn, x):
 PATHS = {True: "fused path, fused_attn=True", False: "explicit path, fused_attn=False"}
 
 
+class _SdpaCalls(TorchFunctionMode):
+    """Counts the calls of F.scaled_dot_product_attention inside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.count += func is F.scaled_dot_product_attention
+        return func(*args, **(kwargs or {}))
+
+
+def _forward(call, yours, x):
+    """(the learner's output, whether it called F.scaled_dot_product_attention)."""
+    with _SdpaCalls() as calls:
+        out = _tensor("Attention output", _call(call, yours, x))
+    return out, calls.count > 0
+
+
+@learner_facing
 def check_attention(Attention: type) -> None:
     reference = _randomise(ref.Attention(12, num_heads=3), seed=20).eval()
     yours = _call("Attention(12, num_heads=3)", Attention, 12, num_heads=3)
@@ -100,8 +127,8 @@ def check_attention(Attention: type) -> None:
     axes = ("batch", "token", "channel")
     with torch.no_grad():
         want = reference(x)
-        mistakes = _attention_variants(reference, x)
-        got = _tensor("Attention output", _call("Attention.forward", yours, x))
+        got, sdpa = _forward("Attention.forward", yours, x)
+        other_sdpa = sdpa
         # A class with a fused_attn flag (timm's, the reference's) has two paths, the fused
         # F.scaled_dot_product_attention and the explicit softmax: both must be right.
         flag = getattr(yours, "fused_attn", None)
@@ -110,23 +137,29 @@ def check_attention(Attention: type) -> None:
             yours.fused_attn = not flag
             try:
                 call = f"Attention.forward on the {PATHS[not flag].replace(', ', ' (')})"
-                other = _tensor("Attention output", _call(call, yours, x))
+                other, other_sdpa = _forward(call, yours, x)
             except AssertionError as error:
                 raised = error
             finally:
                 yours.fused_attn = flag
+        mistakes = {
+            path: _attention_variants(reference, x, calls)
+            for path, calls in ((flag, sdpa), (not flag, other_sdpa))
+        }
     if raised is not None:  # the default path runs, the other does not
-        _compare(f"Attention output ({PATHS[flag]})", got, want, axes, mistakes)
+        _compare(f"Attention output ({PATHS[flag]})", got, want, axes, mistakes[flag])
         raise AssertionError(
             f"{raised}\nHint: with your default, fused_attn={flag}, it runs and is right; the mistake is only on this path"
         ) from None
-    paths = {"": got}
-    if other is not None and not _close(got, other):  # your forward branches on fused_attn: check both
-        paths = {f" ({PATHS[flag]})": got, f" ({PATHS[not flag]})": other}
+    # Your forward has two paths when fused_attn changes what it computes or how (one calls the fused kernel).
+    two_paths = other is not None and (not _close(got, other) or sdpa != other_sdpa)
+    paths = {"": (got, flag)}
+    if two_paths and not _close(got, other):  # they differ: check both, and say which is wrong
+        paths = {f" ({PATHS[flag]})": (got, flag), f" ({PATHS[not flag]})": (other, not flag)}
     errors = {}
-    for label, output in paths.items():
+    for label, (output, path) in paths.items():
         try:
-            _compare(f"Attention output{label}", output, want, axes, mistakes)
+            _compare(f"Attention output{label}", output, want, axes, mistakes[path])
         except AssertionError as error:
             errors[label] = error
     if errors:
@@ -137,7 +170,7 @@ def check_attention(Attention: type) -> None:
                 f"{error}\nHint: your {right} path is right; the mistake is only in this one"
             ) from None
         raise error
-    note = " (fused and explicit paths)" if other is not None else ""
+    note = " (fused and explicit paths)" if two_paths else ""
     if callable(getattr(yours, "attention_weights", None)):  # your own class may not have it: fine
         with torch.no_grad():
             got = _call("Attention.attention_weights(x)", yours.attention_weights, x)

@@ -8,7 +8,16 @@ import torch.nn.functional as F
 
 from .. import models as ref
 from .attention import check_attention
-from .harness import _call, _compare, _copy_weights, _inputs, _ok, _randomise, _same_on_other_path
+from .harness import (
+    _call,
+    _compare,
+    _copy_weights,
+    _inputs,
+    _ok,
+    _randomise,
+    _same_on_other_path,
+    learner_facing,
+)
 
 
 def _mlp_variants(mlp, x):
@@ -24,6 +33,7 @@ def _mlp_variants(mlp, x):
     ]
 
 
+@learner_facing
 def check_block(Block: type) -> None:
     reference = _randomise(ref.Block(12, num_heads=3, mlp_ratio=2.0), seed=30).eval()
     yours = _call("Block(12, num_heads=3, mlp_ratio=2.0)", Block, 12, num_heads=3, mlp_ratio=2.0)

@@ -5,7 +5,7 @@ import inspect
 import torch
 
 from .. import models as ref
-from .harness import _call, _compare, _copy_weights, _inputs, _randomise, _same_on_other_path
+from .harness import _call, _compare, _copy_weights, _inputs, _randomise, _same_on_other_path, learner_facing
 from .parts import CLS_NOT_EXPANDED, TINY, _earlier_steps, _images, _square_then_rectangular
 
 TINY_ENCODER_KEYS = [
@@ -68,6 +68,7 @@ def _check_classifier_on(VisionTransformer, config, seed, parts=None):
             )  # fmt: skip
 
 
+@learner_facing
 def check_classifier(VisionTransformer: type, *, earlier_checks: dict | None = None) -> None:
     summary = "VisionTransformer: every patch seen, CLS token (probe) or pooled patches + fc_norm (fine-tune), then head"
     _square_then_rectangular(_check_classifier_on, VisionTransformer, 70, summary, earlier_checks)

@@ -3,7 +3,9 @@ likely mistake, else the first wrong value), seeded reference weights copied int
 optional parts (rectangular images) reported on the ✓ line."""
 
 import contextlib
+import functools
 import io
+import os
 import re
 import traceback
 from pathlib import Path
@@ -12,6 +14,79 @@ import torch
 from torch import nn
 
 ATOL = 1e-5
+CHECKS_FOLDER = Path(__file__).resolve().parent
+# MAE_CHECKS_TRACEBACK=1 (for course authors): a failed check raises with its whole traceback through this package.
+SHOW_TRACEBACK = "MAE_CHECKS_TRACEBACK"
+
+
+class CheckFailed(AssertionError):
+    """What a check found wrong: the message is the whole report (what is wrong, where, a hint).
+
+    It is raised with no traceback into the checks' code, whose source holds the hints written for other
+    mistakes; `yours` is the part of the traceback that is the learner's own code, when their code raised.
+    Notebooks show the message and `yours` alone (mae.course registers the display), python -m mae.checks too.
+    """
+
+    def __init__(self, message, yours=""):
+        super().__init__(message)
+        self.yours = yours
+
+    def report(self):
+        """The message, and the learner's own traceback if their code raised."""
+        return str(self) + (f"\n{self.yours}" if self.yours else "")
+
+
+def learner_facing(check):
+    """Make a check raise CheckFailed, which carries its message and the learner's traceback only."""
+
+    @functools.wraps(check)
+    def run(obj, *args, **kwargs):
+        __tracebackhide__ = True  # noqa: F841 - IPython and pytest leave this frame out of tracebacks
+        try:
+            return check(obj, *args, **kwargs)
+        except CheckFailed:
+            raise
+        except AssertionError as error:
+            if os.environ.get(SHOW_TRACEBACK):
+                raise
+            failed = CheckFailed(str(error), _learner_traceback(error))
+        raise failed.with_traceback(None) from None
+
+    return run
+
+
+def _learner_traceback(error):
+    """'Where your code raised it:' and the frames of the learner's code, or "" when their code did not raise."""
+    raised = error.__cause__
+    if not isinstance(error, _Raised) or raised is None:
+        return ""
+    torch_folder = Path(torch.__file__).resolve().parent
+    frames = [
+        frame
+        for frame in traceback.extract_tb(raised.__traceback__)
+        if not Path(frame.filename).resolve().is_relative_to(CHECKS_FOLDER)
+        and not Path(frame.filename).resolve().is_relative_to(torch_folder)
+    ]
+    if not frames:
+        return ""
+    lines = ["Where your code raised it:"]
+    for frame in frames:
+        lines.append(f"  {_shown_path(frame.filename)}, line {frame.lineno}, in {frame.name}")
+        if frame.line:
+            lines.append(f"    {frame.line.strip()}")
+    return "\n".join(lines)
+
+
+def _shown_path(filename):
+    """exercises/attention.py for an exercise file, "your notebook cell" for code typed in a notebook, else the
+    file's name."""
+    path = Path(filename)
+    if filename.startswith("<ipython-input") or "ipykernel_" in filename:
+        return "your notebook cell"
+    for parent in path.resolve().parents:
+        if parent.name == "exercises":
+            return f"exercises/{path.name}"
+    return path.name
 
 
 class _Raised(AssertionError):

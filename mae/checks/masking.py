@@ -5,7 +5,7 @@ from collections.abc import Callable
 import torch
 
 from .. import models as ref
-from .harness import _call, _compare, _inputs, _noise, _ok, _tensor
+from .harness import _call, _compare, _inputs, _noise, _ok, _tensor, learner_facing
 
 
 def _is_permutation(ids):
@@ -39,6 +39,7 @@ def _own_order_of_mask(n_removed, len_keep, cause):
     return hint
 
 
+@learner_facing
 def check_random_masking(random_masking: Callable) -> None:
     x = _inputs(2, 10, 3)
     noise = _noise(2, 10)
@@ -56,7 +57,12 @@ def check_random_masking(random_masking: Callable) -> None:
     shuffled_mask = torch.ones(2, 10)
     shuffled_mask[:, :3] = 0
     kept_largest = torch.gather(x, 1, descending[:, :3, None].expand(-1, -1, 3))
+    never_shuffled = (
+        "the tokens are not shuffled: the first len_keep tokens are kept, the same ones for every image. argsort "
+        "the noise, ids_shuffle = argsort(noise, dim=1), and keep the tokens of ids_shuffle[:, :len_keep]"
+    )
     _compare("ids_restore", got_ids, want_ids, ("image", "patch"), [
+        (torch.arange(10).expand(2, 10), never_shuffled),
         (ids_shuffle, "ids_restore must be the inverse permutation of the shuffle: ids_restore = argsort(ids_shuffle)"),
         (torch.argsort(descending, dim=1),
          "you sorted the noise in descending order; the patches with the SMALLEST noise are kept (ascending argsort)"),
@@ -64,6 +70,7 @@ def check_random_masking(random_masking: Callable) -> None:
          "sort along the patches, argsort(..., dim=1), not along the batch (dim=0)"),
     ], otherwise=_own_order_of_ids)  # fmt: skip
     _compare("x_visible", got_x, want_x, ("image", "kept token", "channel"), [
+        (x[:, :3], never_shuffled),
         (torch.gather(x, 1, ids_shuffle[:, :4, None].expand(-1, -1, 3)),
          "keep int(L * (1 - mask_ratio)) = int(10 * 0.35) = 3 patches (truncate, don't round)"),
         (kept_largest, "you kept the patches with the largest noise; keep the smallest (ascending argsort)"),

@@ -5,7 +5,16 @@ import torch
 import torch.nn.functional as F
 
 from .. import models as ref
-from .harness import _call, _compare, _earlier_step_must_pass, _inputs, _noise, _same_on_other_path, _tensor
+from .harness import (
+    _call,
+    _compare,
+    _earlier_step_must_pass,
+    _inputs,
+    _noise,
+    _same_on_other_path,
+    _tensor,
+    learner_facing,
+)
 from .masking import _own_order_of_mask
 from .parts import CLS_NOT_EXPANDED, _earlier_steps, _images, _models, _square_then_rectangular
 
@@ -61,6 +70,8 @@ def _check_encoder_on(MAE, config, seed, parts=None):
              "add the position embeddings BEFORE masking, so that each kept patch keeps its own position"),
             (encode(ref.random_masking(patches, 0.75, noise=noise)[0], cls),
              "add the position embeddings pos_embed[:, 1:] to the patch tokens (before masking)"),
+            (_cls_last(r, visible, cls),
+             "the CLS token goes FIRST: torch.cat([cls_tokens, x], dim=1); the decoder and the classifier read it at index 0"),
         ]  # fmt: skip
     noise_not_passed = _own_order_of_mask(
         L - keep, keep, "Pass noise on: random_masking(x, mask_ratio, noise)"
@@ -76,8 +87,34 @@ def _check_encoder_on(MAE, config, seed, parts=None):
         want,
         axes,
     )
+    _mask_ratio_passed_on(reference, yours, imgs, noise)
 
 
+def _cls_last(r, visible, cls):
+    """The encoder's output with the CLS token appended after the visible tokens instead of before them."""
+    x = torch.cat([visible, cls.expand(visible.shape[0], -1, -1)], dim=1)
+    for block in r.blocks:
+        x = block(x)
+    return r.norm(x)
+
+
+def _mask_ratio_passed_on(reference, yours, imgs, noise):
+    """forward_encoder at another ratio (0.5): a ratio fixed in the learner's code masks 75% whatever it is asked."""
+    with torch.no_grad():
+        want, want_mask, _ = reference.forward_encoder(imgs, 0.5, noise=noise)
+        out = _call("forward_encoder(imgs, 0.5, noise=noise)", yours.forward_encoder, imgs, 0.5, noise=noise)
+    got_mask = _tensor("mask", out[1])
+    removed = int(got_mask.sum(dim=1)[0]) if got_mask.ndim == 2 else None
+    if removed is not None and removed != int(want_mask.sum(dim=1)[0]):
+        raise AssertionError(
+            f"forward_encoder(imgs, mask_ratio=0.5, ...) removed {removed} of {got_mask.shape[1]} patches per image, "
+            f"not {int(want_mask.sum(dim=1)[0])}: the ratio it is given must reach the masking; pass it on to "
+            f"random_masking(x, mask_ratio, noise) instead of a fixed 0.75"
+        )
+    _compare("latent (mask_ratio=0.5)", out[0], want, ("image", "token (0 = CLS)", "channel"))
+
+
+@learner_facing
 def check_encoder(MAE: type, *, earlier_checks: dict | None = None) -> None:
     summary = "forward_encoder: position, then masking, then CLS; 1 + 4 of 16 tokens through the blocks"
     _square_then_rectangular(_check_encoder_on, MAE, 40, summary, earlier_checks)
@@ -123,6 +160,13 @@ def _check_decoder_on(MAE, config, seed, parts=None):
             (decode(torch.cat([x[:, :1], ordered], 1) + r.decoder_pos_embed, norm=False), "apply decoder_norm before decoder_pred"),
             (decode(torch.cat([x[:, :1], ordered], 1) + r.decoder_pos_embed, keep_cls=True)[:, :L],
              "drop the CLS token's prediction, x[:, 1:]; you dropped the last patch's"),
+            (decode(torch.cat([x[:, :1] + r.decoder_pos_embed[:, :1],
+                               torch.gather(shuffled + r.decoder_pos_embed[:, 1:], 1, index)], 1)),
+             "add decoder_pos_embed AFTER the unshuffle: position i belongs to patch i of the image, and before the "
+             "gather the tokens are still in shuffled order"),
+            (decode(torch.cat([x[:, :1], torch.gather(torch.cat([x[:, 1:], torch.zeros_like(masks)], 1), 1, index)], 1)
+                    + r.decoder_pos_embed),
+             "the mask tokens are zeros: use the learned self.mask_token, expanded to (B, L - L_visible, D_dec)"),
             (r.decoder_pred(r.decoder_norm(_blocks(r.decoder_blocks, ordered + r.decoder_pos_embed[:, 1:]))),
              "keep the CLS token in the decoder (the blocks attend to it): put x[:, :1] back in front of the unshuffled tokens, "
              "add decoder_pos_embed, and drop it only after decoder_pred"),
@@ -144,6 +188,7 @@ def _blocks(blocks, x):
     return x
 
 
+@learner_facing
 def check_decoder(MAE: type, *, earlier_checks: dict | None = None) -> None:
     summary = "forward_decoder: mask tokens appended, unshuffled with ids_restore, one prediction per patch"
     _square_then_rectangular(_check_decoder_on, MAE, 50, summary, earlier_checks)
@@ -190,6 +235,9 @@ def _check_mae_on(MAE, config, seed, parts=None):
         back = _call("unpatchify(patchify(imgs))", yours.unpatchify, want)
         _compare("unpatchify(patchify(imgs))", back, imgs, ("image", "channel", "row", "column"), [
             (want.reshape(imgs.shape), "unpatchify must undo patchify exactly: reshape to (B, h, w, p, p, C) and reorder 'nhwpqc -> nchpwq'"),
+            (torch.einsum("nhwqpc->nchpwq", want.reshape(B, h, w, p, p, C)).reshape(imgs.shape),
+             "unpatchify exchanges the row p and the column q inside each patch: reshape to (B, h, w, p, p, C) and "
+             "reorder 'nhwpqc -> nchpwq', p (the row) before q"),
             (F.fold(want.transpose(1, 2), imgs.shape[2:], p, stride=p),
              "F.fold reads each patch as (c, p, q), channel first, but patchify lays it out (p, q, c): reshape to "
              "(B, h, w, p, p, C) and reorder 'nhwpqc -> nchpwq' (or permute each patch to (c, p, q) before F.fold)"),
@@ -213,7 +261,6 @@ def _check_mae_on(MAE, config, seed, parts=None):
             (masked_mse(normed), "forward_loss normalises the targets although norm_pix_loss=False; normalise only if self.norm_pix_loss"),
         ] + _loss_mistakes(pred, target, mask, C, p)  # fmt: skip
         _compare("forward_loss (norm_pix_loss=False)", _tensor("loss", got).reshape(()), want, (), mistakes)
-
         out = _call(
             "forward(imgs, 0.75, noise=noise)", yours.forward, imgs, 0.75, noise=noise, known=EXPAND_CLS
         )
@@ -247,8 +294,18 @@ def _check_mae_on(MAE, config, seed, parts=None):
         want_loss, _, _ = reference(imgs, 0.75, noise=noise)
         got = _call("forward(imgs, 0.75, noise=noise)", yours.forward, imgs, 0.75, noise=noise)
         _compare("forward: loss (norm_pix_loss=True)", _tensor("loss", got[0]).reshape(()), want_loss, ())
+        nothing = _tensor(
+            "loss", _call("forward_loss(imgs, pred, mask=0)", yours.forward_loss, imgs, pred, mask * 0)
+        )
+        if not torch.isfinite(nothing).all() or nothing.abs().max() > 1e-7:
+            raise AssertionError(
+                f"forward_loss with nothing masked (mask ratio 0, every mask value 0) gave {nothing.reshape(-1)[0].item()}; "
+                f"with nothing masked there is nothing to predict: the loss must be 0, not 0/0 = NaN: divide by "
+                f"mask.sum().clamp(min=1)"
+            )
 
 
+@learner_facing
 def check_mae(MAE: type, *, earlier_checks: dict | None = None) -> None:
     summary = "MAE: patchify 'nhwpqc' and its inverse, loss on masked patches only (norm_pix_loss off and on), forward"
     _square_then_rectangular(_check_mae_on, MAE, 60, summary, earlier_checks)

@@ -2,6 +2,7 @@
 learner's parts from earlier steps (PatchEmbed, the position table, masking, Attention, Block) checked with those
 steps' checks first, so that a wrong earlier step is blamed, not the step being checked."""
 
+import torch
 from torch import nn
 
 from .. import models as ref
@@ -36,10 +37,29 @@ CLS_NOT_EXPANDED = (
 
 def _models(MAE, config, seed, **overrides):
     config = {**config, **overrides}
-    reference = _randomise(ref.MAE(**config), seed).eval()
+    reference = _randomise(ref.MAE(**config), seed).eval()  # its sin-cos tables stay as built
     yours = _call("MAE(...)", MAE, **config)
+    _fixed_tables(yours, reference)  # before the reference's weights are copied over what yours built
     _copy_weights("MAE", reference, yours)
     return reference, yours.eval()
+
+
+def _fixed_tables(yours, reference):
+    """The position tables the learner's constructor built: filled, and fixed (MAE does not train them)."""
+    for name in ("pos_embed", "decoder_pos_embed"):
+        want, theirs = getattr(reference, name), getattr(yours, name, None)
+        if not isinstance(theirs, torch.Tensor) or theirs.shape != want.shape:
+            continue  # missing or misshapen: the weights' names and shapes are reported next
+        if not theirs.detach().abs().any():
+            raise AssertionError(
+                f"{name} is all zeros: fill it in __init__ with the 2-D sin-cos table, get_2d_sincos_pos_embed(width, "
+                f"grid_size, cls_token=True), copied into it (.data.copy_(...)); it is never trained"
+            )
+        if theirs.requires_grad:
+            raise AssertionError(
+                f"{name} is trainable: MAE's position tables are the fixed sin-cos ones; make it "
+                f"nn.Parameter(..., requires_grad=False) (as the official code) so that the optimizer leaves it alone"
+            )
 
 
 def _images(config, seed=0):

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import models as ref
-from .harness import _call, _compare, _copy_weights, _inputs, _ok, _optional, _randomise
+from .harness import _call, _compare, _copy_weights, _inputs, _ok, _optional, _randomise, learner_facing
 
 # Square images, as the official code takes them: a 4 x 4 grid (its transpose is a different order).
 PATCH_EMBED = dict(img_size=16, patch_size=4, in_chans=3, embed_dim=8)
@@ -58,8 +58,32 @@ def _check_patch_embed_on(PatchEmbed, kwargs, seed):
             for order in ("pqc", "qpc", "cqp")
         ]  # fmt: skip
     _compare("PatchEmbed output", got, want, ("image", "patch", "channel"), mistakes)
+    _attributes_the_model_reads(yours, reference)
 
 
+# What the later steps read of a PatchEmbed (the encoder, the decoder, patchify, the figures): (name, why).
+READ_LATER = (
+    ("num_patches", "the encoder sizes its position table with it (L)"),
+    ("grid_size", "the position table and patchify are laid out on it, (h, w)"),
+    ("patch_size", "patchify and unpatchify cut the image with it"),
+    ("img_size", "patchify checks the image size with it"),
+    ("in_chans", "patchify and unpatchify need the number of channels"),
+)
+
+
+def _attributes_the_model_reads(yours, reference):
+    """The attributes later steps read, with the reference's values: a correct map without them breaks step 06."""
+    for name, why in READ_LATER:
+        if not hasattr(yours, name):
+            raise AssertionError(
+                f"PatchEmbed has no {name}: {why}. Set self.{name} = {getattr(reference, name)!r} (here) in __init__"
+            )
+        value, wanted = getattr(yours, name), getattr(reference, name)
+        if (tuple(value) if isinstance(value, (list, tuple)) else value) != wanted:
+            raise AssertionError(f"PatchEmbed.{name} is {value!r}, expected {wanted!r}: {why}")
+
+
+@learner_facing
 def check_patch_embed(PatchEmbed: type) -> None:
     _check_patch_embed_on(PatchEmbed, PATCH_EMBED, seed=10)
     note = _optional(

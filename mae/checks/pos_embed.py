@@ -6,7 +6,7 @@ from collections.abc import Callable
 import torch
 
 from .. import models as ref
-from .harness import _call, _compare, _ok, _optional, _tensor
+from .harness import _call, _compare, _ok, _optional, _tensor, learner_facing
 
 
 def _swap_halves(table, dim):
@@ -97,6 +97,7 @@ def _check_pos_embed_on(get_2d_sincos_pos_embed, dim, grid, cls_token):
     _compare(call, got, want, axes, mistakes)
 
 
+@learner_facing
 def check_pos_embed(get_2d_sincos_pos_embed: Callable) -> None:
     _check_pos_embed_on(get_2d_sincos_pos_embed, 16, 4, cls_token=True)
     _check_pos_embed_on(get_2d_sincos_pos_embed, 8, 3, cls_token=False)

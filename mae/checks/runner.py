@@ -13,6 +13,7 @@ from .. import models as ref
 from .attention import check_attention
 from .block import check_block
 from .classifier import check_classifier
+from .harness import CheckFailed
 from .masking import check_random_masking
 from .model import check_decoder, check_encoder, check_mae
 from .patch_embed import check_patch_embed
@@ -66,6 +67,8 @@ def run_checks(
             with contextlib.redirect_stdout(io.StringIO()):
                 check(getattr(module, attribute))
             results[step] = None
+        except CheckFailed as error:
+            results[step] = error.report()
         except AssertionError as error:
             results[step] = str(error)
     return results

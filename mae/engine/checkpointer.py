@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import link_or_copy, save_checkpoint
+from ..models import whose_code
 from .background_writer import BackgroundWriter
 from .resume import LAST, checkpoint_args
 from .rng import rng_states
@@ -71,7 +72,7 @@ class Checkpointer:
         if self.context.is_main:
             extra = dict(optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(), epoch=epoch,
                          step_in_epoch=step_in_epoch, step=self.position.step, rng=rng,
-                         args=checkpoint_args(self.args))  # fmt: skip
+                         args=checkpoint_args(self.args), model_code=whose_code(self.model))  # fmt: skip
             path = self.folder / LAST
             self.writer.save(lambda model, extra: self.write(path, model, **extra), self.model, extra)
         self.saved_at, self.last_save = at, self.clock()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..checkpoint import CheckpointError, check_finite, load_weights, read_checkpoint, state_dict_from
+from ..models import whose_code
 from .rng import set_rng_states
 
 LAST = "checkpoint-last.pth"
@@ -42,7 +43,7 @@ def resume(args, model, optimizer, scaler, context):
         print(f"note: {last} exists, so this run continues from it (its newest state); --resume "
               f"{args.resume} names where a new run starts", flush=True)  # fmt: skip
     checkpoint = read_checkpoint(path, map_location="cpu")
-    check_arguments(args, checkpoint, path, own, context)
+    check_arguments(args, checkpoint, path, own, context, whose_code(model))
     load_training_state(checkpoint, path, model, optimizer, scaler)
     if "step" in checkpoint:  # this project's checkpoints: the exact position
         rngs = checkpoint["rng"]
@@ -83,10 +84,20 @@ def changed_arguments(args, saved):
     return [f"--{k}: {saved[k]!r} in the checkpoint, {now[k]!r} now" for k in keys]
 
 
-def check_arguments(args, checkpoint, path, own, context):
+CODE = {"solutions": "the reference code", "exercises": "your code in exercises/"}
+
+
+def check_arguments(args, checkpoint, path, own, context, model_code=None):
     """Refuse to continue output_dir's run with arguments that would change its result (a new run pointed at
-    a used folder); for an explicit --resume of another file, only say what differs."""
-    changes = changed_arguments(args, checkpoint.get("args") if isinstance(checkpoint, dict) else None)
+    a used folder), or with other model code (MAE_IMPL: the reference or the learner's); for an explicit --resume
+    of another file, only say what differs."""
+    checkpoint = checkpoint if isinstance(checkpoint, dict) else {}
+    changes = changed_arguments(args, checkpoint.get("args"))
+    saved_code = checkpoint.get("model_code")
+    if saved_code in CODE and model_code in CODE and saved_code != model_code:
+        changes.append(
+            f"whose code trains (MAE_IMPL): {CODE[saved_code]} in the checkpoint, {CODE[model_code]} now"
+        )
     if not changes:
         return
     listed = "\n  - " + "\n  - ".join(changes)

@@ -33,6 +33,11 @@ class PatchEmbedUnfold(nn.Module):
         super().__init__()
         self.p = patch_size
         self.proj = nn.Linear(in_chans * patch_size**2, embed_dim)
+        # What the rest of the model reads (the encoder, patchify, the figures).
+        self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        self.patch_size, self.in_chans = patch_size, in_chans
+        self.grid_size = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
 
     def forward(self, x):
         return self.proj(F.unfold(x, self.p, stride=self.p).transpose(1, 2))
@@ -65,7 +70,8 @@ class SquarePatchEmbed(nn.Module):
         super().__init__()
         if not isinstance(img_size, int):
             raise ValueError(f"img_size must be square, got {img_size}")
-        self.img_size, self.patch_size = img_size, patch_size
+        self.img_size, self.patch_size, self.in_chans = (img_size, img_size), patch_size, in_chans
+        self.grid_size = (img_size // patch_size, img_size // patch_size)
         self.num_patches = (img_size // patch_size) ** 2
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
@@ -835,7 +841,10 @@ class MAEScatterDecoder(ref.MAE):
         target = self.patchify(imgs)
         if self.norm_pix_loss:
             target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
-        return ((pred - target) ** 2).mean(-1)[mask.bool()].mean()
+        chosen = ((pred - target) ** 2).mean(-1)[mask.bool()]
+        return (
+            chosen.mean() if chosen.numel() else chosen.sum()
+        )  # nothing masked: 0, not the NaN of an empty mean
 
 
 class MAEChannelFirstPatches(MAEEinsum):
@@ -1029,7 +1038,7 @@ class SquareMAE(SquareEncoder):
 
     def forward_loss(self, imgs, pred, mask):
         loss = ((pred - _target(self, imgs)) ** 2).mean(dim=-1)
-        return (loss * mask).sum() / mask.sum()
+        return (loss * mask).sum() / mask.sum().clamp(min=1)  # mask ratio 0: loss 0 (the official code: 0/0)
 
     def forward(self, imgs, mask_ratio=0.75, noise=None):
         latent, mask, ids_restore = self.forward_encoder(imgs, mask_ratio, noise)
@@ -1110,6 +1119,113 @@ class ClassifierNoFinalNorm(ref.VisionTransformer):
             return super().forward_features(imgs)
         finally:
             self.norm = norm
+
+
+# --------------------------------------------------------------------------- mistakes by class
+# State the check would overwrite, attributes and arguments the rest of the model relies on, and mistakes that
+# otherwise get only "N of M values are wrong".
+
+
+def masking_never_shuffled(x, mask_ratio=0.75, noise=None):
+    """Keeps the first len_keep tokens: no shuffle at all."""
+    N, L, D = x.shape
+    len_keep = int(L * (1 - mask_ratio))
+    mask = torch.ones(N, L)
+    mask[:, :len_keep] = 0
+    return x[:, :len_keep], mask, torch.arange(L).expand(N, L)
+
+
+class PatchEmbedNoAttributes(nn.Module):
+    """A correct map from images to tokens, without the attributes the encoder reads (num_patches, grid_size)."""
+
+    def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=768):
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class EncoderClsLast(ref.MAE):
+    def forward_encoder(self, imgs, mask_ratio=0.75, noise=None):
+        x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
+        x, mask, ids_restore = ref.random_masking(x, mask_ratio, noise)
+        x = torch.cat([x, (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)], 1)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x), mask, ids_restore
+
+
+class EncoderIgnoresMaskRatio(ref.MAE):
+    """Masks 75% whatever it is asked: the ratio is not passed on."""
+
+    def forward_encoder(self, imgs, mask_ratio=0.75, noise=None):
+        return super().forward_encoder(imgs, 0.75, noise)
+
+
+class EncoderTablesNeverFilled(ref.MAE):
+    """Leaves the position tables as torch.zeros (never fills them with the sin-cos table)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        with torch.no_grad():
+            self.pos_embed.zero_()
+            self.decoder_pos_embed.zero_()
+
+
+class EncoderTrainablePositions(ref.MAE):
+    """The fixed sin-cos table left trainable."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.pos_embed.requires_grad_(True)
+
+
+class DecoderPositionBeforeUnshuffle(ref.MAE):
+    def forward_decoder(self, latent, ids_restore):
+        x = self.decoder_embed(latent)
+        masks = self.mask_token.expand(x.shape[0], ids_restore.shape[1] + 1 - x.shape[1], -1)
+        shuffled = (
+            torch.cat([x[:, 1:], masks], dim=1) + self.decoder_pos_embed[:, 1:]
+        )  # positions of the shuffle
+        index = ids_restore[..., None].expand(-1, -1, x.shape[-1])
+        x = torch.cat([x[:, :1] + self.decoder_pos_embed[:, :1], torch.gather(shuffled, 1, index)], dim=1)
+        for block in self.decoder_blocks:
+            x = block(x)
+        return self.decoder_pred(self.decoder_norm(x))[:, 1:]
+
+
+class DecoderZeroMaskTokens(ref.MAE):
+    def forward_decoder(self, latent, ids_restore):
+        x = self.decoder_embed(latent)
+        masks = torch.zeros(
+            x.shape[0], ids_restore.shape[1] + 1 - x.shape[1], x.shape[-1]
+        )  # not self.mask_token
+        index = ids_restore[..., None].expand(-1, -1, x.shape[-1])
+        x = torch.cat([x[:, :1], torch.gather(torch.cat([x[:, 1:], masks], dim=1), 1, index)], dim=1)
+        x = x + self.decoder_pos_embed
+        for block in self.decoder_blocks:
+            x = block(x)
+        return self.decoder_pred(self.decoder_norm(x))[:, 1:]
+
+
+class MAEUnpatchifySwapsPatchAxes(MAEEinsum):
+    def unpatchify(self, x):
+        p, (h, w), C = self.patch_embed.patch_size, self.patch_embed.grid_size, self.patch_embed.in_chans
+        x = x.reshape(x.shape[0], h, w, p, p, C)
+        return torch.einsum("nhwqpc->nchpwq", x).reshape(x.shape[0], C, h * p, w * p)  # p and q exchanged
+
+
+class MAELossNoClamp(ref.MAE):
+    """The official formula: with nothing masked it divides 0 by 0."""
+
+    def forward_loss(self, imgs, pred, mask):
+        target = self.patchify(imgs)
+        if self.norm_pix_loss:
+            mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
+            target = (target - mean) / (var + 1e-6) ** 0.5
+        loss = ((pred - target) ** 2).mean(dim=-1)
+        return (loss * mask).sum() / mask.sum()
 
 
 # --------------------------------------------------------------------------- the mistake suite
@@ -1216,6 +1332,16 @@ MISTAKES = {  # name -> (the check, the mistaken implementation, a regex of the 
     "classifier: no final norm": (C.check_classifier, ClassifierNoFinalNorm, "apply the final LayerNorm self.norm"),
     "classifier: a wrong Block": (C.check_classifier, ClassifierNorm1Blocks, r"^your model's Block \(step 05\) is not right yet.*norm1; use norm2.*Fix step 05 first \(check_block\)$"),
     "classifier: CLS token not expanded": (C.check_classifier, ClassifierClsNotExpanded, r"Sizes of tensors must match.*\nHint: expand the CLS token to the batch before torch.cat"),
+    "masking: never shuffled": (C.check_random_masking, masking_never_shuffled, r"tokens are not shuffled: .*argsort"),
+    "patch_embed: no num_patches / grid_size": (C.check_patch_embed, PatchEmbedNoAttributes, r"PatchEmbed has no num_patches"),
+    "encoder: CLS token last": (C.check_encoder, EncoderClsLast, r"the CLS token goes FIRST"),
+    "encoder: mask ratio not passed on": (C.check_encoder, EncoderIgnoresMaskRatio, r"mask_ratio=0\.5.*pass it on to random_masking"),
+    "encoder: position tables never filled": (C.check_encoder, EncoderTablesNeverFilled, r"pos_embed is all zeros"),
+    "encoder: trainable position table": (C.check_encoder, EncoderTrainablePositions, r"pos_embed is trainable"),
+    "decoder: positions before the unshuffle": (C.check_decoder, DecoderPositionBeforeUnshuffle, r"add decoder_pos_embed AFTER the unshuffle"),
+    "decoder: zero mask tokens": (C.check_decoder, DecoderZeroMaskTokens, r"the mask tokens are zeros: use the learned self\.mask_token"),
+    "model: unpatchify swaps p and q": (C.check_mae, MAEUnpatchifySwapsPatchAxes, r"unpatchify exchanges the row p and the column q"),
+    "model: loss without a clamp": (C.check_mae, MAELossNoClamp, r"with nothing masked .* 0, not 0/0 = NaN: divide by mask\.sum\(\)\.clamp\(min=1\)"),
 }  # fmt: skip
 
 

@@ -257,3 +257,84 @@ def test_a_file_that_does_not_parse_is_named_step_by_step(tmp_path):
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert "\u2717 05 transformer: exercises/transformer.py does not parse, line" in run.stdout
     assert "\u2717 03 masking: not checked: exercises/transformer.py must parse first" in run.stdout
+
+
+EXPORTS = """
+import torch, timm, mae
+from mae.timm_interop import encoder_to_timm
+from mae.checkpoint import official_state_dict
+from mae.hf_interop import to_transformers
+model = mae.mae_vit_tiny_patch8().eval()
+assert model.patch_embed.proj.weight.ndim == 2, "the learner's Linear patch embedding"
+imgs, noise = torch.randn(2, 3, 64, 64), torch.rand(2, 64)
+loss = model(imgs, noise=noise)[0]
+hf = to_transformers(model).eval()
+print("transformers", abs(hf(pixel_values=imgs, noise=noise).loss.item() - loss.item()) < 1e-5)
+vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=64, patch_size=8, embed_dim=192, depth=6,
+                        num_heads=3, num_classes=0, global_pool="token").eval()
+vit.load_state_dict(encoder_to_timm(official_state_dict(model)))
+with torch.no_grad():
+    tokens = model.forward_encoder(imgs, 0.0)[0]  # mask ratio 0: every patch, in order
+    print("timm", torch.allclose(vit.forward_features(imgs), tokens, atol=1e-5))
+mae.save_checkpoint("saved.pth", model)
+print("checkpoint", mae.read_checkpoint("saved.pth")["model"]["patch_embed.proj.weight"].ndim,
+      torch.equal(mae.model_from_checkpoint("saved.pth").patch_embed.proj.weight, model.patch_embed.proj.weight))
+"""
+
+
+@pytest.mark.integration
+def test_a_course_finished_with_a_linear_patch_embedding_runs_the_later_notebooks_and_exports(
+    tmp_path, monkeypatch
+):
+    """A patch embedding the check accepts (a Linear on unfolded patches) runs the notebooks that load weights into
+    it or export it (01: the official layout loaded into it; 09: pretraining; 10: the shipped and official
+    checkpoints; 12: fine-tuning and the timm export), the training command, and the exports to transformers and
+    timm, and saves checkpoints in the official layout."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    source = done("patch_embed")
+    for old, new in LINEAR_PATCH_EMBED:
+        source = source.replace(old, new)
+    steps = [p.stem for p in (ROOT / "exercises").glob("*.py") if p.stem != "__init__"]
+    course = copy_of_the_course(tmp_path, {**{step: done(step) for step in steps}, "patch_embed": source})
+    checked = command(["mae.checks"], course)
+    assert checked.returncode == 0 and "9 of 9 steps pass (exercises/)." in checked.stdout, checked.stdout
+    run = python(EXPORTS, course, MAE_IMPL="exercises")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split("\n")[-4:-1] == ["transformers True", "timm True", "checkpoint 4 True"], (
+        run.stdout
+    )
+    monkeypatch.setenv("PYTHONPATH", str(course))
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setenv("MAE_IMPL", "exercises")
+    for number in ("01", "09", "10", "12"):
+        path = next((course / "notebooks").glob(f"{number}_*.ipynb"))
+        notebook = nbformat.read(path, as_version=4)
+        NotebookClient(
+            notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        ).execute()  # raises on the first cell that fails
+        assert "Using your code in exercises/" in "".join(
+            o.get("text", "") for o in notebook.cells[3].outputs
+        )
+
+
+def test_a_run_folder_is_not_continued_by_other_code(partway, tmp_path):
+    """Whose code trains is part of a run: a folder trained by the reference is not resumed with the learner's
+    code (which would report the reference's results as theirs), and the refusal says why."""
+    flags = ["mae.pretrain", "--model", "mae_vit_tiny_patch8", "--input_size", "64", "--batch_size", "4",
+             "--device", "cpu", "--num_workers", "0", "--output_dir", str(tmp_path / "run")]  # fmt: skip
+    assert command([*flags, "--max_steps", "1"], partway, MAE_IMPL="solutions").returncode == 0
+    assert mae_read(tmp_path / "run" / "checkpoint-last.pth")["model_code"] == "solutions"
+    mine = command([*flags, "--max_steps", "2"], partway, MAE_IMPL="exercises")
+    assert mine.returncode == 1 and "Traceback" not in mine.stderr
+    assert (
+        "whose code trains (MAE_IMPL): the reference code in the checkpoint, your code in exercises/ now"
+        in mine.stderr
+    )
+
+
+def mae_read(path):
+    import mae
+
+    return mae.read_checkpoint(path)

@@ -101,7 +101,7 @@ def test_the_colab_cell_clones_into_drive_once_and_reuses_it(tmp_path, course_re
     assert colab.mounted == [f"{content}/drive"] and colab.widget_manager == 1
     assert (root / "exercises" / "README").read_text() == "exercises"
     assert cwd == root / "notebooks" and str(root) in sys.path
-    assert pip_calls == [[sys.executable, "-m", "pip", "install", "-q", "-e", str(root)]]
+    assert pip_calls == [[sys.executable, "-m", "pip", "install", "-q", "-e", f"{root}[course]"]]
 
     # The next notebook, in a fresh runtime: the learner's work in Drive is kept, nothing is cloned again.
     (root / "exercises" / "patch_embed.py").write_text("# my exercise")

@@ -10,6 +10,7 @@ from helpers import ROOT
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+LEARNER_START = "learner-start"
 EXERCISE_NOTEBOOKS = [p for p in NOTEBOOKS if "01" <= p.name[:2] <= "08" or p.name[:2] == "12"]
 
 
@@ -40,7 +41,8 @@ def test_notebook_structure(path):
     code = [c for c in cells if c["cell_type"] == "code"]
     counts = [c["execution_count"] for c in code]
     assert counts == list(range(1, len(code) + 1)), "commit the notebook executed top to bottom"
-    assert not any(o["output_type"] == "error" for c in code for o in c["outputs"])
+    errors = [c for c in code for o in c["outputs"] if o["output_type"] == "error"]
+    assert all(LEARNER_START in c["metadata"].get("tags", []) for c in errors), "only a stub's check fails"
     assert any("image/png" in o.get("data", {}) for c in code for o in c["outputs"]), (
         "each step draws a figure"
     )
@@ -75,6 +77,35 @@ def test_a_learner_with_the_stub_sees_a_helpful_failure(monkeypatch):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert errors, "the check on the stub should fail"
     first = errors[0]
-    assert first.ename == "AssertionError"
+    assert first.ename == "CheckFailed"
     assert "not written yet (exercises/patch_embed.py, in __init__)" in first.evalue
     assert "Conv2d named `proj`" in first.evalue
+    shown = "\n".join(first.traceback)  # what Jupyter draws: the report alone, none of the checks' code
+    assert (
+        len(first.traceback) == 1
+        and "not written yet" in shown
+        and "harness" not in shown
+        and "raise" not in shown
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_a_learner_opening_a_notebook_sees_what_is_true_for_them(path):
+    """The committed outputs of the cells that depend on the learner's code are those of the untouched stubs: their
+    code runs, no step is written yet, and a check cell says which function is still the stub."""
+    cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    marked = [c for c in cells if LEARNER_START in c["metadata"].get("tags", [])]
+    assert marked and all("nbval-ignore-output" in c["metadata"]["tags"] for c in marked)
+    shown = ["".join(o.get("text", "")) + o.get("evalue", "") for c in marked for o in c["outputs"]]
+    text = "\n".join(shown)
+    assert "Using your code in exercises/ (impl='exercises')" in text and "solutions/" not in text
+    assert "\u2713" not in text and "pass " not in text
+    if path.name[:2] in ("09", "10", "11"):
+        assert "steps 01-08 and 12 are not written yet" in text
+    elif path.name.startswith("00"):
+        assert text.count("todo ") == 9
+    else:
+        checked = [o for c in marked[1:] for o in c["outputs"] if o["output_type"] == "error"]
+        assert checked and all(
+            o["ename"] == "CheckFailed" and "not written yet" in o["evalue"] for o in checked
+        )
