@@ -2,17 +2,15 @@
 
 For every check: realistic mistaken implementations, each with a regex of the message that must name its
 mistake (MISTAKES), and correct implementations other than the reference, which the check must pass (CORRECT).
-The keys start with the step group they belong to ("masking: ...", "model: ...");
-tests/course/test_checks_<group>.py runs a group's entries, and tests/course/test_checks_runner.py the whole
-suite's summary. `python tests/course/learner_code.py` (or `pytest -s -k summary`) prints how many mistakes
-are caught and how many named specifically.
+The keys start with the step they belong to ("masking: ...", "model: ..."); tests/course/test_checks_suite.py runs
+every entry, and tests/course/test_checks_runner.py the whole suite's summary. `python tests/course/learner_code.py`
+(or `pytest -s -k summary`) prints how many mistakes are caught and how many named specifically.
 """
 
 import contextlib
 import io
 import re
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1400,30 +1398,6 @@ class MAESquarePatchify(MAEEinsum):
     def patchify(self, imgs):
         assert imgs.shape[2] == imgs.shape[3], "square images only"
         return super().patchify(imgs)
-
-
-# --------------------------------------------------------------------------- step groups
-
-# The first word of every MISTAKES and CORRECT key, by the test file that runs it.
-STEP_FILES = {
-    "test_checks_patch_embed.py": ("patch_embed",),
-    "test_checks_pos_embed.py": ("pos_embed",),
-    "test_checks_masking.py": ("masking",),
-    "test_checks_attention.py": ("attention",),
-    "test_checks_block.py": ("block",),
-    "test_checks_model.py": ("encoder", "decoder", "model"),
-    "test_checks_classifier.py": ("classifier",),
-}
-
-
-def of_steps(entries, *groups):
-    """The entries of MISTAKES or CORRECT whose key starts with one of `groups` ("patch_embed", "model", ...)."""
-    return {name: entry for name, entry in entries.items() if name.split(":")[0] in groups}
-
-
-def of_step_file(entries, path):
-    """The entries of MISTAKES or CORRECT that the step file at `path` runs (see STEP_FILES)."""
-    return of_steps(entries, *STEP_FILES[Path(path).name])
 
 
 def messages_of_two_seeds(check, mistaken):
