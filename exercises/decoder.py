@@ -43,8 +43,9 @@ class EncoderDecoder(Encoder):
         self._init_decoder_weights()
 
     def _init_decoder_weights(self):
+        h, w = self.patch_embed.grid_size
         table = get_2d_sincos_pos_embed(
-            self.decoder_pos_embed.shape[-1], self.patch_embed.grid_size, cls_token=True
+            self.decoder_pos_embed.shape[-1], h if h == w else (h, w), cls_token=True
         )
         table = torch.as_tensor(table).float()  # a numpy table works too
         self.decoder_pos_embed.data.copy_(table.unsqueeze(0))

@@ -50,7 +50,9 @@ class Encoder(nn.Module):
         self._init_encoder_weights()
 
     def _init_encoder_weights(self):
-        table = get_2d_sincos_pos_embed(self.pos_embed.shape[-1], self.patch_embed.grid_size, cls_token=True)
+        h, w = self.patch_embed.grid_size
+        # A square grid goes as an int, the official signature: a learner's port of it may take nothing else.
+        table = get_2d_sincos_pos_embed(self.pos_embed.shape[-1], h if h == w else (h, w), cls_token=True)
         table = torch.as_tensor(table).float()  # a numpy table works too
         self.pos_embed.data.copy_(table.unsqueeze(0))
         # The patch projection is a linear map on flattened patches: initialise it as one.

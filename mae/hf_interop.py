@@ -26,7 +26,7 @@ from .checkpoint.hf_layout import (
     to_transformers_config,
     to_transformers_state,
 )
-from .models import mae_from_config, unwrap
+from .models import config_of, mae_from_config, unwrap
 from .optional import require
 
 
@@ -45,7 +45,7 @@ def to_transformers(model, mask_ratio=None):
         )
     if mask_ratio is None:
         mask_ratio = getattr(model, "mask_ratio", 0.75)
-    config = transformers.ViTMAEConfig(**to_transformers_config(model.config, mask_ratio))
+    config = transformers.ViTMAEConfig(**to_transformers_config(config_of(model), mask_ratio))
     hf = transformers.ViTMAEForPreTraining(config)
     state = to_transformers_state(official_state_dict(model))
     if set(state) != set(hf.state_dict()):  # a transformers 4.x model: the names of its time

@@ -19,6 +19,8 @@ from .models import create_classifier
 ARCHITECTURE = "vit_mini_patch4"  # the encoder of checkpoints/mae_mini_shifted_digits.pth: 64 patches of 4x4
 FEATURES = ("MAE-pretrained", "random init", "raw pixels")
 STARTS = ("from the MAE encoder", "from scratch (random init)")
+PIXELS_FEW_LABELS = "raw pixels, k-NN (same 100 digits)"  # the pixels' row beside the fine-tuned ones
+FEW_LABELS = "fine-tuned, 100 labels (pixels: k-NN)"
 
 
 def encoder(checkpoint, pretrained, num_classes=0, seed=0):
@@ -74,3 +76,18 @@ def mean_and_spread(values):
     if len(values) == 1:
         return f"{values.item():6.1%}"
     return f"{values.mean().item():6.1%} ± {values.std().item():4.1%}"
+
+
+def accuracy_table(frozen_runs, finetuned):
+    """{features: {evaluation: [accuracy per seed]}} for `mae.visualize.show_accuracies`.
+
+    `frozen_runs` are `frozen`'s results, one per seed; `finetuned` maps STARTS and PIXELS_FEW_LABELS to the
+    accuracies of `finetune` and `pixels_knn_few_labels`, one per seed. The raw pixels cannot be fine-tuned:
+    their 100-label bar is k-NN on the same 100 digits.
+    """
+    table = {name: {"k-NN, 1,437 labels": [run[name][0] for run in frozen_runs],
+                    "linear probe, 1,437 labels": [run[name][1] for run in frozen_runs]} for name in FEATURES}  # fmt: skip
+    for name, start in zip(FEATURES, (*STARTS, PIXELS_FEW_LABELS)):
+        if start in finetuned:
+            table[name][FEW_LABELS] = list(finetuned[start])
+    return table

@@ -1,4 +1,5 @@
-"""Pictures of what the model sees and does: patches, positions, masks, attention, reconstructions.
+"""Pictures of what the model sees and does: patches, positions, masks, attention, reconstructions; and the
+accuracies the evaluations measure.
 
 Every function takes ImageNet-normalised (B, C, H, W) images (or tables) and returns the
 matplotlib figure, so the notebooks stay one line per picture.
@@ -7,8 +8,10 @@ matplotlib figure, so the notebooks stay one line per picture.
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+from matplotlib.ticker import PercentFormatter
 
 from .data.images import denormalize
+from .models import Attention as ReferenceAttention
 from .reconstruction import masked_images, reconstruct
 
 
@@ -254,9 +257,27 @@ def encoder_attentions(model, imgs):
     x = torch.cat([cls, x], dim=1)  # (B, 1 + L, D)
     maps = []
     for block in model.blocks:
-        maps.append(block.attn.attention_weights(block.norm1(x)))
+        maps.append(_attention_weights_of(block.attn)(block.norm1(x)))
         x = block(x)
     return maps
+
+
+def _attention_weights_of(attn):
+    """`attn.attention_weights`; for an Attention written without one (check 04 accepts it), the reference's
+    on a copy of its weights, which check 04 found to compute the same function."""
+    if callable(getattr(attn, "attention_weights", None)):
+        return attn.attention_weights
+    try:
+        dim = attn.qkv.in_features
+        reference = ReferenceAttention(dim, attn.num_heads, qkv_bias=attn.qkv.bias is not None)
+        reference.load_state_dict(attn.state_dict())
+    except (AttributeError, RuntimeError) as error:
+        raise TypeError(
+            f"the attention maps need the weights of each block's attention: {type(attn).__name__} has no "
+            f"attention_weights(x) method, and its weights are not laid out as the reference's (qkv, proj, "
+            f"num_heads) to compute them from ({error})"
+        ) from None
+    return reference.eval().attention_weights
 
 
 def attention_rollout(maps):
@@ -310,5 +331,50 @@ def show_reconstruction_by_ratio(model, img, ratios=(0.5, 0.75, 0.9), seed=0):
         fig.suptitle(
             "normalised-pixel targets: de-normalised with the true patch mean and variance", fontsize=9
         )
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- accuracies
+
+
+def show_accuracies(table, xlabel="validation accuracy", xlim=(0.0, 1.0), chance=None):
+    """Grouped bars of `table` = {row: {column: accuracy, or a list of accuracies, one per seed}}.
+
+    One group per row, one bar per column (a column keeps its colour in every group, and a row may lack some
+    columns). With several seeds a bar is their mean and its whisker one standard deviation each way, the
+    spread `mae.shifted_digits.mean_and_spread` prints; every bar carries its value. `chance`: the accuracy of a
+    guess, drawn as a dotted line.
+    """
+    rows = list(table)
+    columns = list(dict.fromkeys(column for row in rows for column in table[row]))
+    height = 0.8 / len(columns)
+    fig, ax = plt.subplots(figsize=(8.5, 0.8 + 0.32 * len(rows) * len(columns)))
+    labelled = set()  # one legend entry per column
+    for j, column in enumerate(columns):
+        for i, row in enumerate(rows):
+            if column not in table[row]:
+                continue
+            values = torch.tensor(table[row][column], dtype=torch.float64).flatten()
+            mean = values.mean().item()
+            spread = values.std().item() if len(values) > 1 else 0.0
+            y = i - 0.4 + height * (j + 0.5)
+            ax.barh(y, mean - xlim[0], left=xlim[0], height=0.9 * height, color=f"C{j}", xerr=spread or None,
+                    capsize=3, label=None if column in labelled else column)  # fmt: skip
+            labelled.add(column)
+            end = mean + spread + 0.01 * (xlim[1] - xlim[0])
+            if end + 0.08 * (xlim[1] - xlim[0]) < xlim[1]:  # the value after the bar, or inside it if no room
+                ax.text(end, y, f"{mean:.1%}", va="center", fontsize=8)
+            else:
+                ax.text(mean - spread - 0.01 * (xlim[1] - xlim[0]), y, f"{mean:.1%}", va="center", ha="right",
+                        fontsize=8, color="white")  # fmt: skip
+    if chance is not None:
+        ax.axvline(chance, color="grey", linestyle=":", zorder=0, label=f"chance ({chance:.0%})")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.invert_yaxis()
+    ax.set_xlim(*xlim)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel(xlabel)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)  # beside the bars, hiding none
     fig.tight_layout()
     return fig

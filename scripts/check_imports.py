@@ -35,7 +35,7 @@ LAYERS = {
     "mae.evaluation": ("mae.engine.precision", "mae.models"),
     "mae.reconstruction": ("mae.data", "mae.models"),
     "mae.inpainting": ("mae.data", "mae.reconstruction"),
-    "mae.visualize": ("mae.data", "mae.reconstruction", "mae.inpainting"),
+    "mae.visualize": ("mae.data", "mae.models", "mae.reconstruction", "mae.inpainting"),
     "mae.widgets": ("mae.visualize",),
     "mae.shifted_digits": ("mae.checkpoint", "mae.data", "mae.evaluation", "mae.models"),
     "mae.checks": ("mae.impl", "mae.models"),

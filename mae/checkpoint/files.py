@@ -18,6 +18,7 @@ from .state_dicts import (
     describe_mismatch,
     fit_patch_embed,
     official_layout,
+    recorded_config,
     resize_pos_embed,
     state_dict_from,
 )
@@ -104,7 +105,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, format: str | Non
     if format not in CHECKPOINT_FORMATS:
         raise ValueError(f"format must be one of {CHECKPOINT_FORMATS}, got {format!r}")
     model = unwrap(model)
-    config = dict(model.config) if getattr(model, "config", None) is not None else None
+    config = recorded_config(model)
     if format == "safetensors":
         save_safetensors(path, official_layout(model.state_dict(), config), config, extra)
         return

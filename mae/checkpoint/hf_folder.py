@@ -4,7 +4,7 @@ and written without transformers: what ViTMAEForPreTraining.from_pretrained load
 import json
 from pathlib import Path
 
-from ..models import constructor_defaults, unwrap
+from ..models import config_of, constructor_defaults, unwrap
 from .atomic import replace_atomically
 from .errors import CheckpointError
 from .hf_layout import (
@@ -80,7 +80,7 @@ def save_pretrained(model, folder, mask_ratio=None):
     if mask_ratio is None:
         mask_ratio = getattr(model, "mask_ratio", 0.75)
     # An Encoder's config has no decoder fields; transformers' config always has them: the paper's decoder.
-    config = to_transformers_config({**constructor_defaults(), **model.config}, mask_ratio)
+    config = to_transformers_config({**constructor_defaults(), **config_of(model)}, mask_ratio)
     state = to_legacy_transformers_state(to_transformers_state(official_state_dict(model)))
     if encoder_only:  # a ViTMAEModel is the `vit.` part of ViTMAEForPreTraining, without the prefix
         state = {key.removeprefix("vit."): value for key, value in state.items()}

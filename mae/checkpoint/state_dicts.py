@@ -7,6 +7,7 @@ import re
 import torch
 import torch.nn.functional as F
 
+from ..models import config_of
 from .errors import CheckpointError
 
 DECODER_PREFIXES = ("mask_token", "decoder_")
@@ -214,7 +215,16 @@ def official_layout(state, config):
 
 def official_state_dict(model):
     """model.state_dict() in the official layout (see official_layout)."""
-    return official_layout(model.state_dict(), getattr(model, "config", None))
+    return official_layout(model.state_dict(), recorded_config(model))
+
+
+def recorded_config(model):
+    """What a checkpoint records of `model`'s architecture (mae.models.config_of), or None for a model it cannot
+    be read from (a PatchEmbed alone, say): such a file loads into a model built by hand."""
+    try:
+        return config_of(model)
+    except TypeError:
+        return None
 
 
 def non_finite_tensors(state):

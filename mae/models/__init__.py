@@ -32,6 +32,7 @@ from .factories import (
     CONFIGS,
     ENCODER_KEYS,
     components,
+    config_of,
     constructor_defaults,
     create_classifier,
     create_model,
@@ -50,7 +51,7 @@ from .wrappers import evaluating, unwrap, whose_code
 __all__ = [
     "Attention", "Block", "Encoder", "EncoderDecoder", "MAE", "Mlp", "PatchEmbed", "VisionTransformer",
     "get_1d_sincos_pos_embed", "get_2d_sincos_pos_embed", "random_masking",
-    "CLASSIFIERS", "CONFIGS", "ENCODER_KEYS", "components", "constructor_defaults", "create_classifier",
+    "CLASSIFIERS", "CONFIGS", "ENCODER_KEYS", "components", "config_of", "constructor_defaults", "create_classifier",
     "create_model", "encoder_from_config", "mae_from_config", "evaluating", "unwrap", "whose_code",
     "mae_vit_base_patch16", "mae_vit_huge_patch14", "mae_vit_large_patch16", "mae_vit_mini_patch4",
     "mae_vit_mini_patch8", "mae_vit_small_patch16", "mae_vit_tiny_patch8",

@@ -69,14 +69,53 @@ def components(reference: bool = False):
     return learner or REFERENCE
 
 
+def _construct(cls, reference_cls, arguments: dict) -> nn.Module:
+    """cls(**arguments), for a learner's class too that takes fewer arguments than the reference (one written from
+    the official signatures has no layer_norm_eps, say).
+
+    An argument `cls` does not take is left out when its value is the reference's default, which such code builds
+    anyway; any other value is an error that names it, never a model built with something else.
+    """
+    parameters = _parameters(cls)
+    if parameters is None:
+        return cls(**arguments)
+    defaults = constructor_defaults(reference_cls)
+    needed = {
+        k: v for k, v in arguments.items() if k not in parameters and (k not in defaults or defaults[k] != v)
+    }
+    if needed:
+        wanted = ", ".join(f"{k}={v!r}" for k, v in needed.items())
+        raise TypeError(
+            f"{cls.__module__}.{cls.__qualname__} takes no argument {', '.join(needed)}, and this model needs "
+            f"{wanted} (not the default): add the argument to its __init__ and pass it on as the reference does"
+        )
+    return cls(**{k: v for k, v in arguments.items() if k in parameters})
+
+
+def _parameters(cls):
+    """The keyword arguments cls(...) takes, its own and those its __init__s pass on to their bases' (**kwargs);
+    None when the last of them takes any keyword too."""
+    inits = [
+        vars(k)["__init__"] for k in cls.__mro__ if "__init__" in vars(k) and k not in (nn.Module, object)
+    ]
+    names = set()
+    for init in inits:
+        parameters = inspect.signature(init).parameters.values()
+        names |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    last = inspect.signature(inits[-1]).parameters.values() if inits else ()
+    return None if any(p.kind is p.VAR_KEYWORD for p in last) else names - {"self"}
+
+
 def mae_from_config(config: dict, *, reference: bool = False) -> nn.Module:
     """The MAE with these constructor arguments (a checkpoint's model_config, say)."""
-    return components(reference).MAE(**config)
+    return _construct(components(reference).MAE, MAE, config)
 
 
 def encoder_from_config(config: dict, *, reference: bool = False) -> nn.Module:
     """The Encoder alone with the encoder's share of these constructor arguments (the rest are left out)."""
-    return components(reference).Encoder(**{key: config[key] for key in ENCODER_KEYS if key in config})
+    return _construct(
+        components(reference).Encoder, Encoder, {k: config[k] for k in ENCODER_KEYS if k in config}
+    )
 
 
 def create_model(name: str, *, reference: bool = False, **overrides) -> nn.Module:
@@ -102,11 +141,9 @@ def create_classifier(
     if name not in CLASSIFIERS:
         raise ValueError(f"unknown classifier {name!r}; choose one of: {', '.join(CLASSIFIERS)}")
     config = {k: v for k, v in CONFIGS["mae_" + name].items() if k in ENCODER_KEYS}
-    return components(reference).VisionTransformer(
-        num_classes=num_classes,
-        global_pool=global_pool,
-        drop_path_rate=drop_path_rate,
-        **{**config, **overrides},
+    arguments = dict(num_classes=num_classes, global_pool=global_pool, drop_path_rate=drop_path_rate)
+    return _construct(
+        components(reference).VisionTransformer, VisionTransformer, {**arguments, **config, **overrides}
     )
 
 
@@ -130,3 +167,31 @@ mae_vit_small_patch16 = _factory("mae_vit_small_patch16")
 mae_vit_tiny_patch8 = _factory("mae_vit_tiny_patch8")
 mae_vit_mini_patch8 = _factory("mae_vit_mini_patch8")
 mae_vit_mini_patch4 = _factory("mae_vit_mini_patch4")
+
+
+def config_of(model: nn.Module) -> dict:
+    """The constructor arguments of a built MAE or Encoder: `model.config`, which the reference records.
+
+    A learner's own class that records none is read instead: the sizes from its official attributes (the ones its
+    weights' names need anyway), the head counts from its attention modules.
+    """
+    if getattr(model, "config", None) is not None:
+        return dict(model.config)
+    try:
+        embed, first = model.patch_embed, model.blocks[0]
+        img_size = tuple(embed.img_size) if not isinstance(embed.img_size, int) else (embed.img_size,) * 2
+        dim = model.cls_token.shape[-1]
+        config = dict(img_size=img_size[0] if img_size[0] == img_size[1] else img_size,
+                      patch_size=embed.patch_size, in_chans=embed.in_chans, embed_dim=dim, depth=len(model.blocks),
+                      num_heads=first.attn.num_heads, mlp_ratio=first.mlp.fc1.out_features / dim,
+                      layer_norm_eps=first.norm1.eps)  # fmt: skip
+        if hasattr(model, "decoder_blocks"):
+            config.update(decoder_embed_dim=model.decoder_embed.out_features, decoder_depth=len(model.decoder_blocks),
+                          decoder_num_heads=model.decoder_blocks[0].attn.num_heads,
+                          norm_pix_loss=bool(model.norm_pix_loss))  # fmt: skip
+    except (AttributeError, IndexError, TypeError) as error:
+        raise TypeError(
+            f"{type(model).__name__} records no config (the reference's Encoder sets self.config to its "
+            f"constructor's arguments) and lacks what it could be read from: {error}"
+        ) from None
+    return config

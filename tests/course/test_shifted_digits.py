@@ -60,3 +60,34 @@ def test_the_shipped_model_reproduces_the_fine_tuning_of_seed_0():
     for pretrained, label in ((True, "MAE-pretrained"), (False, "the same encoder")):
         stated_seed_0 = _readme_row(label)[6]  # after the 4 frozen numbers and the fine-tuned mean and spread
         assert study.finetune(SHIPPED, 0, pretrained) == pytest.approx(stated_seed_0, abs=0.0006), label
+
+
+def test_the_accuracy_figure_draws_each_mean_with_its_spread():
+    """Notebook 11's figure: the table of `accuracy_table`, one bar per (features, evaluation), none invented."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mae.visualize import show_accuracies
+
+    frozen_runs = [{"MAE-pretrained": (0.9, 0.8), "random init": (0.5, 0.4), "raw pixels": (0.3, 0.2)},
+                   {"MAE-pretrained": (0.7, 0.6), "random init": (0.5, 0.4), "raw pixels": (0.3, 0.2)}]  # fmt: skip
+    finetuned = {study.STARTS[0]: [0.95, 0.85], study.PIXELS_FEW_LABELS: [0.25, 0.25]}  # no run from scratch
+    table = study.accuracy_table(frozen_runs, finetuned)
+    assert table["MAE-pretrained"]["k-NN, 1,437 labels"] == [0.9, 0.7]
+    assert table["raw pixels"][study.FEW_LABELS] == [0.25, 0.25]
+    assert study.FEW_LABELS not in table["random init"], "a start that did not run gets no bar"
+
+    fig = show_accuracies(table, chance=0.1)
+    ax = fig.axes[0]
+    bars = [patch for patch in ax.patches if patch.get_width() > 0]
+    assert len(bars) == 8, "3 features x 2 frozen evaluations + 2 fine-tuned"
+    assert sorted(round(bar.get_width(), 6) for bar in bars) == [0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 0.8, 0.9]
+    labels = [text.get_text() for text in ax.texts]
+    assert "80.0%" in labels and "90.0%" in labels, "every bar carries its mean"
+    whiskers = [line for collection in ax.collections for line in collection.get_segments()]
+    assert any(abs(abs(seg[1][0] - seg[0][0]) - 2 * torch.tensor([0.9, 0.7]).std().item()) < 1e-6
+               for seg in whiskers), "the spread of the seeds is drawn"  # fmt: skip
+    assert "chance (10%)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
