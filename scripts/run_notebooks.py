@@ -6,9 +6,10 @@ Two runs per notebook, each in a fresh kernel with two threads:
 
 1. with the reference (MAE_IMPL=solutions): every cell's output, what nbval compares in CI;
 2. with the untouched stubs of exercises/ (MAE_IMPL=exercises), up to the last cell tagged `learner-start` (the
-   `use(...)` cell, the check cells, notebook 00's summary; scripts/sync_notebooks.py tags them): those cells take
-   this run's output, which is what a learner sees before writing anything ("steps 01-08 and 12 are not written
-   yet", a check that says which function is still the stub), not a green tick they have not earned. nbval
+   `use(...)` cell, the check cells, notebook 00's summary, the cells that run the learner's code;
+   scripts/sync_notebooks.py tags them): those cells take this run's output, which is what a learner sees before
+   writing anything ("steps 01-08 and 12 are not written yet", a check that says which function is still the stub,
+   no output under a cell that runs a stub), not a green tick or an "equal: True" they have not earned. nbval
    executes them without comparing their output.
 
 Prints each notebook's time and any cell that took more than 5 s.
@@ -52,7 +53,13 @@ def learner_start_outputs(notebook, folder):
     first_part = copy.deepcopy(notebook)
     first_part.cells = first_part.cells[: marked[-1] + 1]
     execute(first_part, folder, "exercises", allow_errors=True)  # a check cell fails: the step is a stub
-    return {i: first_part.cells[i].outputs for i in marked}
+    return {i: [o for o in first_part.cells[i].outputs if not _unwritten(o)] for i in marked}
+
+
+def _unwritten(output):
+    """The error of a cell that ran a stub (outside a check, which says so itself): the cell shows nothing at the
+    start, as it does until the learner runs it, instead of a claim about code nobody wrote."""
+    return output.get("output_type") == "error" and output.get("ename") == "NotImplementedError"
 
 
 def run(path):
