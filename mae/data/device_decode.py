@@ -21,6 +21,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2.functional import pil_to_tensor
 
+from .files import to_8_bits
 from .images import normalize
 from .pretraining import SeededSamples
 
@@ -70,7 +71,7 @@ def collate_encoded(batch):
 def _decode_with_pil(data):
     """Any format PIL reads (BMP, TIFF, GIF, 16-bit PNG, CMYK JPEG, ...) -> (3, H, W) uint8 on the CPU."""
     with Image.open(io.BytesIO(data.numpy().tobytes())) as image:
-        return pil_to_tensor(image.convert("RGB"))
+        return pil_to_tensor(to_8_bits(image).convert("RGB"))
 
 
 def _decode_all(datas, device):

@@ -9,12 +9,13 @@ import torch
 from torchvision.transforms import v2
 
 from .digits import Digits
+from .files import class_folders, read_image
 from .images import channel_stats
 from .pretraining import SeededSamples
 
 
 class LabelledImages(SeededSamples):
-    """(image, label) pairs from a list-like of PIL images (or an ImageFolder), transformed per sample.
+    """(image, label) pairs from a list-like of PIL images (ClassFolders, say), transformed per sample.
 
     As in pretraining, every random choice of sample `index` in epoch `epoch` (crop, flip,
     RandAugment, random erasing) is fixed by (seed, epoch, index), so runs resume exactly and
@@ -30,8 +31,7 @@ class LabelledImages(SeededSamples):
 
     def __getitem__(self, index):
         try:
-            image = self.images[index]
-            image = (image[0] if isinstance(image, tuple) else image).convert(self.mode)
+            image = self.images[index].convert(self.mode)
         except Exception as error:
             return self.unreadable(index, error)
         with self.seeded(index):
@@ -64,18 +64,30 @@ def load_labelled(data_path):
                             *channel_stats(1), hflip=0.0, crop_pct=1.0, min_scale=0.5)  # fmt: skip
     if str(data_path).startswith("builtin"):
         raise ValueError(f"no labels for {data_path!r}; the built-in labelled data is builtin:digits")
-    from torchvision.datasets import ImageFolder
-
     root = Path(data_path)
     for split in ("train", "val"):
         if not (root / split).is_dir():
             raise FileNotFoundError(
                 f"expected {root / split}/ with one sub-folder per class (the ImageNet layout)"
             )
-    train, val = ImageFolder(root / "train"), ImageFolder(root / "val")
+    train, val = ClassFolders(root / "train"), ClassFolders(root / "val")
     if train.classes != val.classes:
         raise ValueError(f"train/ and val/ of {root} have different class folders")
     return LabelledData(train, train.targets, val, val.targets, len(train.classes), 3, *channel_stats(3))
+
+
+class ClassFolders:
+    """The images of a folder of class folders (files.class_folders), read as every job reads them (files.read_image)."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.classes, self.files, self.targets = class_folders(self.root)
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        return read_image(self.files[index])
 
 
 def eval_transform(data, input_size):

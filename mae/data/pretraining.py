@@ -24,9 +24,8 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from .digits import Digits, shifted_digits_transform
+from .files import IMAGE_SUFFIXES, find_images, read_image
 from .images import TRAINING_PHOTOS, sample_photo
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif"}
 
 
 def pretrain_transform(input_size, scale=(0.2, 1.0)):
@@ -131,7 +130,7 @@ class ImageFiles:
         if (root / "train").is_dir():
             root = root / "train"
         self.root = root
-        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        self.files = find_images(root)
         if not self.files:
             raise ValueError(
                 f"no images in {root}: expected files ending in {', '.join(sorted(IMAGE_SUFFIXES))}, "
@@ -142,14 +141,7 @@ class ImageFiles:
         return len(self.files)
 
     def __getitem__(self, index):
-        with Image.open(self.files[index]) as image:
-            image.load()  # decode now, so a truncated file fails here
-            if image.mode.startswith("I;16") or image.mode == "I":
-                # 16-bit PNGs and TIFFs open as 0..65535 integers, which convert("RGB"/"L") clips at 255 (an
-                # almost white image): scale them to 8 bits first (65535 / 257 = 255).
-                values = np.asarray(image, dtype=np.float64) / 257
-                return Image.fromarray(np.clip(values.round(), 0, 255).astype(np.uint8))  # mode L
-            return image.copy()
+        return read_image(self.files[index])
 
 
 class BundledPhotos:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import link_or_copy, save_checkpoint
+from ..checkpoint import link_or_copy, non_finite_tensors, save_checkpoint
 from ..models import whose_code
 from .background_writer import BackgroundWriter
 from .resume import LAST, checkpoint_args
@@ -43,16 +43,34 @@ class Checkpointer:
             torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
         step, value = bad.tolist()  # one host sync
         if step >= 0:
-            self.wait(raise_errors=False)  # a good state still being written: let it land before saying so
-            last = self.folder / LAST
-            kept = (
-                f"The last good checkpoint, {last}, is untouched."
-                if last.exists()
-                else f"No checkpoint was written before it ({last} does not exist)."
-            )
             raise FloatingPointError(
-                f"loss is {value} at step {int(step)} (epoch {self.position.epoch}); stopping. {kept}"
+                f"loss is {value} at step {int(step)} (epoch {self.position.epoch}); stopping. {self._kept()}"
             )
+
+    def raise_if_weights_non_finite(self):
+        """Before a save: weights or optimizer states with NaN or Inf after a step whose loss was finite (an update
+        that overflowed, a learning rate far too large) are never written over the last good checkpoint."""
+        tensors = [p for p in self.model.parameters()] + [
+            t for state in self.optimizer.state.values() for t in state.values()
+            if torch.is_tensor(t) and t.is_floating_point()
+        ]  # fmt: skip
+        if torch.stack([t.isfinite().all() for t in tensors]).all():  # one host sync
+            return
+        bad = non_finite_tensors(self.model.state_dict()) or ["the optimizer's moments"]
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise FloatingPointError(
+            f"the weights hold NaN or Inf after step {self.position.step} (epoch {self.position.epoch}), whose loss "
+            f"was finite: the update overflowed (is the learning rate far too large?): {shown}; stopping without "
+            f"saving them. {self._kept()}"
+        )
+
+    def _kept(self):
+        """What a non-finite stop leaves, said once the write of a good state in progress has landed."""
+        self.wait(raise_errors=False)
+        last = self.folder / LAST
+        if not last.exists():
+            return f"No checkpoint was written before it ({last} does not exist)."
+        return f"The last good checkpoint, {last}, is untouched."
 
     def due(self):
         """True when --save_minutes have passed since the last save (this rank's clock; see agree())."""
@@ -64,6 +82,7 @@ class Checkpointer:
         if at == self.saved_at:  # a run ending on a --save_every multiple, a stop right after a save
             return
         self.raise_if_non_finite()
+        self.raise_if_weights_non_finite()
         rng = [rng_states(self.context.device)]
         if self.context.distributed:
             gathered = [None] * self.context.world_size

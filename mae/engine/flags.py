@@ -137,12 +137,12 @@ def run_cli(main, argv=None):
     the run has saved, and the process exits with 128 + the signal's number (schedulers read: requeue).
 
     Bad input (the ValueErrors and OSErrors raised with a message for the user: flags that do not fit together, a
-    missing or corrupt file, a checkpoint of another model) ends with its message alone, not under a traceback;
-    MAE_TRACEBACK=1 shows the traceback."""
+    missing or corrupt file, a checkpoint of another model, a folder in use) and a non-finite stop end with their
+    message alone, not under a traceback, and exit code 1; MAE_TRACEBACK=1 shows the traceback."""
     with exit_for_requeue():
         try:
             main(argv)
-        except (ValueError, OSError) as error:
+        except (ValueError, OSError, FloatingPointError) as error:  # FloatingPointError: a non-finite stop
             if os.environ.get("MAE_TRACEBACK"):
                 raise
             raised = traceback.extract_tb(error.__traceback__)[-1]  # where: a bug caught here still says it

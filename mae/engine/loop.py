@@ -110,11 +110,21 @@ def fit(args, context, job, *, write=save_checkpoint, clock=time.monotonic):
                 run.checkpointer.wait(raise_errors=False)  # the last good state lands before the lock goes
                 raise
             finally:
-                run.loader = None  # the last reference to it (once any traceback holding its loop is gone)
+                stop_workers(run)
             run.checkpointer.wait()
         return finish(run)
     finally:
         lock.release()
+
+
+def stop_workers(run):
+    """End the data workers now, however the run ends. Left to the garbage collector, the persistent workers of a
+    loader that the traceback of an error still holds (a NaN stop, Ctrl-C) outlive the run, and the process hangs
+    at exit waiting for them."""
+    iterator = getattr(run.loader, "_iterator", None)  # DataLoader's own, alive between epochs
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+    run.loader = None
 
 
 def train_epochs(run):

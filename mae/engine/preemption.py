@@ -10,10 +10,11 @@ import threading
 
 # What schedulers send before stopping a job: SIGTERM (SLURM's preemption and time limit, scancel,
 # torchrun passing a stop on), SIGUSR1 (sbatch --signal's default) and SIGUSR2 (submitit's --signal
-# since 1.5; older versions, and SUBMITIT_PREEMPT_SIGNAL, may name another).
+# since 1.5; older versions, and SUBMITIT_PREEMPT_SIGNAL, may name another); and SIGINT, Ctrl-C (or a notebook's
+# interrupt), which stops the same way: the steps since the last save are kept. A second Ctrl-C quits at once.
 STOP_SIGNALS = tuple(
     dict.fromkeys(
-        [signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2]
+        [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2]
         + [getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), signal.SIGUSR2)]
     )
 )
@@ -33,6 +34,11 @@ class StopSignals:
         return self
 
     def _note(self, signum, frame):
+        if signum == signal.SIGINT and signal.SIGINT in self.received:  # Ctrl-C again: the user will not wait
+            raise KeyboardInterrupt
+        if signum == signal.SIGINT:
+            print("\nCtrl-C: stopping after this step and saving it (Ctrl-C again to quit now, losing the steps since "
+                  "the last save)", file=sys.stderr, flush=True)  # fmt: skip
         self.received.append(signum)
 
     def __exit__(self, *exc):

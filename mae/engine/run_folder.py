@@ -3,6 +3,7 @@ behind by a save that was interrupted."""
 
 import os
 import socket
+import stat
 import time
 import warnings
 from pathlib import Path
@@ -27,7 +28,10 @@ class FolderLock:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while self.file is None:
-            file = self.path.open("a+")
+            try:
+                file = self._open()
+            except FolderLockError as error:  # returned, not raised: every rank raises it together
+                return str(error)
             try:
                 fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -55,6 +59,33 @@ class FolderLock:
         self.file.flush()
         return None
 
+    def _open(self):
+        """The lock file, created if need be, read-write: never through a symbolic link, and only if it is a
+        regular file of its own (one hard link), since taking the lock truncates it: a `.lock` that is a link
+        names another file, which the run must not destroy."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as error:
+            if not self.path.is_symlink():
+                raise
+            raise FolderLockError(
+                f"{self.path} is a symbolic link (to {os.readlink(self.path)}): a run's lock file is its own, and "
+                f"taking it would overwrite what the link names. Remove the link; nothing was written."
+            ) from error
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            os.close(fd)
+            what = (
+                "not a regular file"
+                if not stat.S_ISREG(info.st_mode)
+                else f"{info.st_nlink} names of one file"
+            )
+            raise FolderLockError(
+                f"{self.path} is {what}: a run's lock file is its own, and taking it would overwrite another "
+                f"file's content. Remove it; nothing was written."
+            )
+        return os.fdopen(fd, "r+")
+
     def release(self):
         if self.file is not None:
             self.path.unlink(
@@ -62,6 +93,10 @@ class FolderLock:
             )  # before unlocking: whoever opened it meanwhile will see it gone
             self.file.close()  # closing the file drops the lock
             self.file = None
+
+
+class FolderLockError(OSError):
+    """The output folder cannot be locked: another run holds it, or its .lock is not the run's own file."""
 
 
 def _same_file(path, file):
@@ -78,7 +113,7 @@ def lock_output_dir(args, context):
     if context.distributed:
         torch.distributed.broadcast_object_list(problem, src=0)
     if problem[0]:
-        raise RuntimeError(problem[0])
+        raise FolderLockError(problem[0])
     if context.is_main:
         remove_stale_temporaries(args.output_dir)
     return lock

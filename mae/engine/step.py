@@ -65,7 +65,8 @@ class Losses:
     def add(self, loss, images):
         """Note a micro-batch's loss; a stand-in's (images=0) is checked for NaN but not counted."""
         bad = (~torch.isfinite(loss)) & (self.first_bad[0] < 0)
-        self.first_bad.copy_(torch.where(bad, torch.stack([self.step, loss.double()]), self.first_bad))
+        # The step it belongs to, counted from 1 as checkpoints count steps (`step` is the number already done).
+        self.first_bad.copy_(torch.where(bad, torch.stack([self.step + 1, loss.double()]), self.first_bad))
         if not images:
             return
         self.window += loss.double()

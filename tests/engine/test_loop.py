@@ -75,6 +75,30 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path):
 
 
 @pytest.mark.integration
+def test_weights_that_overflow_under_a_finite_loss_are_never_saved(tmp_path):
+    """The red team's probe: four good steps saved one by one, then a learning rate of 1e39. Step 5's loss is finite
+    (computed before its update), its weights are not: the save is refused, checkpoint-last.pth keeps step 4, and the
+    message says so truly."""
+    data = make_folder(tmp_path / "data", count=16, corrupt=False)
+    out = tmp_path / "run"
+    run_here(pretrain_command(data, out, "--save_every", "1", "--max_steps", "4"))
+    with pytest.raises(FloatingPointError, match=r"the weights hold NaN or Inf after step 5 .*whose loss was finite.*"
+                                                 r"stopping without saving them\. The last good checkpoint"):  # fmt: skip
+        run_here(pretrain_command(data, out, "--save_every", "1", "--max_steps", "8", "--lr", "1e39",
+                                  "--allow_changed_args"))  # fmt: skip
+    checkpoint = mae.read_checkpoint(out / "checkpoint-last.pth")
+    assert checkpoint["step"] == 4
+    assert all(torch.isfinite(v).all() for v in checkpoint["model"].values())
+    with pytest.raises(
+        FloatingPointError, match=r"loss is nan at step 6 .*checkpoint-last.pth, is untouched"
+    ):
+        run_here(pretrain_command(data, out, "--max_steps", "8", "--lr", "1e39", "--allow_changed_args",
+                                  "--save_every", "1000"))  # the epoch-end save at step 6 meets the NaN  # fmt: skip
+    run_here(pretrain_command(data, out, "--save_every", "1", "--max_steps", "6"))  # resumes from step 4
+    assert mae.read_checkpoint(out / "checkpoint-last.pth")["step"] == 6
+
+
+@pytest.mark.integration
 def test_a_nan_stop_before_any_checkpoint_says_there_is_none(tmp_path):
     mae.save_checkpoint(tmp_path / "mae.pth", mae.mae_vit_mini_patch8(img_size=32, in_chans=1))
     out = tmp_path / "ft"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ENV, LAST, ROOT, flags, run, spawn, steps, wait_until
+from helpers import ENV, LAST, ROOT, command, flags, run, spawn, steps, wait_until
 
 from mae import submit
 from mae.checkpoint import read_checkpoint
@@ -39,6 +39,65 @@ def test_sigterm_finishes_the_step_saves_and_exits_for_requeue(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resuming at epoch 0 step {saved} from" in result.stdout
     assert steps(out) == list(range(1, saved + 3))
+
+
+def ended_with_its_processes(process, timeout=120):
+    """(exit code, stderr) once the process has ended, asserting that no process of its session (a data worker)
+    outlives it: the red team's runs hung at exit after a NaN stop and after Ctrl-C, their workers alive."""
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail(f"the run did not end within {timeout} s: {process.communicate()[1][-2000:]}")
+    deadline = time.time() + 30
+    while True:
+        try:
+            os.killpg(process.pid, 0)  # raises once every process of the session is gone
+        except ProcessLookupError:
+            return process.returncode, stderr
+        if time.time() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail("a data worker outlived the run")
+        time.sleep(0.1)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("end, code", [("finished", 0), ("non-finite loss", 1), ("an error's traceback", 1),
+                                       ("SIGINT", 130), ("SIGTERM", 143)])  # fmt: skip
+def test_every_way_a_run_ends_ends_its_workers_with_its_exit_code(tmp_path, end, code):
+    """With a data worker, as a default run on 2 cores has: finished, a NaN stop (a one-line error), Ctrl-C (to
+    the whole process group, as a terminal sends it: saved like SIGTERM) and SIGTERM."""
+    out = tmp_path / "run"
+    nan = ["--lr", "1e30", "--warmup_epochs", "0"]
+    extra = {"finished": ["--max_steps", "3"], "non-finite loss": nan, "an error's traceback": nan}
+    argv = flags(out, "--max_steps", "500", "--num_workers", "1", *extra.get(end, []))
+    env = (
+        {**ENV, "MAE_TRACEBACK": "1"} if "traceback" in end else ENV
+    )  # the error raised, not caught by run_cli
+    process = subprocess.Popen(command(argv), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)  # fmt: skip
+    if end.startswith("SIG"):
+        wait_until(lambda: len(steps(out)) >= 3, process)
+        os.killpg(process.pid, getattr(signal, end))
+    returncode, stderr = ended_with_its_processes(process)
+    assert returncode == code, stderr[-3000:]
+    if end == "non-finite loss":
+        assert "error: loss is nan at step" in stderr and "Traceback" not in stderr
+    if end.startswith("SIG"):
+        assert f"{end} received: stopped after step" in stderr and f"(exit code {code})" in stderr
+        assert read_checkpoint(out / LAST)["step"] == steps(out)[-1]  # nothing lost
+    if end == "SIGINT":
+        assert "Ctrl-C: stopping after this step and saving it" in stderr
+
+
+def test_ctrl_c_is_noted_once_and_a_second_quits_at_once(capsys):
+    with preemption.StopSignals() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.received == [signal.SIGINT]  # the loop stops after its step, saving it
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert "Ctrl-C again to quit now" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own, back
 
 
 @pytest.mark.integration
@@ -101,6 +160,10 @@ def test_sigterm_to_torchrun_stops_both_ranks_after_the_same_step(tmp_path):
     wait_until(lambda: len(steps(out)) >= 2, process)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=300)
-    assert process.returncode != 0 and "SIGTERM received: stopped after step" in stderr, stderr[-3000:]
+    assert "SIGTERM received: stopped after step" in stderr, stderr[-3000:]
+    # What the README says a script around torchrun sees: its workers exit 143, torchrun itself 1 (SignalException).
+    assert process.returncode == 1 and "(exit code 143)" in stderr and "SignalException" in stderr, stderr[
+        -3000:
+    ]
     saved = read_checkpoint(out / LAST)
     assert saved["step"] == steps(out)[-1] and saved["step"] % 2 == 0 and len(saved["rng"]) == 2
