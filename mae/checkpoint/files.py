@@ -15,6 +15,7 @@ from .hf_folder import read_transformers_folder
 from .pth import read_pth
 from .safetensors_io import looks_like_safetensors, read_safetensors, save_safetensors
 from .state_dicts import (
+    check_finite,
     describe_mismatch,
     fit_patch_embed,
     official_layout,
@@ -69,6 +70,7 @@ def load_checkpoint(
     """
     checkpoint = read_checkpoint(path, map_location)
     state = state_dict_from(checkpoint, path)
+    check_finite(state, f"checkpoint {path}")
     model_state = model.state_dict()
     state = fit_patch_embed(model_state, state)
     if resize_pos_embed:

@@ -52,6 +52,66 @@ def infer_config(state, checkpoint=None):
     return config
 
 
+def check_config(config, state, source):
+    """Raise CheckpointError unless `config` (a recorded model_config) builds a model of the size of `state`'s tensors:
+    known arguments of the right types, and the widths, depths and grid that the tensors' shapes say. So the model
+    built from it is no bigger than the file (a config saying depth 100000 is refused, not allocated)."""
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"{source}: its model_config is a {type(config).__name__}, not a dict of arguments"
+        )
+    known = constructor_defaults()
+    unknown = sorted(set(config) - set(known))
+    if unknown:
+        raise CheckpointError(f"{source}: its model_config has unknown arguments {', '.join(map(str, unknown))}; "
+                              f"an MAE takes {', '.join(known)}")  # fmt: skip
+    sizes = ("patch_size", "in_chans", "embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth",
+             "decoder_num_heads")  # fmt: skip
+    for key in sizes:
+        if key in config and (
+            not isinstance(config[key], int) or isinstance(config[key], bool) or config[key] < 1
+        ):
+            raise CheckpointError(
+                f"{source}: model_config {key} must be a positive integer, got {config[key]!r}"
+            )
+    patch = state.get("patch_embed.proj.weight")
+    said = {
+        "embed_dim": patch.shape[0] if patch is not None else None,
+        "depth": count_blocks(state),
+        "decoder_embed_dim": state["decoder_embed.weight"].shape[0]
+        if "decoder_embed.weight" in state
+        else None,
+        "decoder_depth": count_blocks(state, "decoder_blocks.") if "decoder_embed.weight" in state else None,
+    }
+    if "blocks.0.mlp.fc1.weight" in state:
+        ratio = config.get("mlp_ratio", known["mlp_ratio"])
+        if (
+            not isinstance(ratio, (int, float))
+            or int(said["embed_dim"] * ratio) != state["blocks.0.mlp.fc1.weight"].shape[0]
+        ):
+            raise CheckpointError(f"{source}: model_config says mlp_ratio {ratio!r}, its weights have "
+                                  f"{state['blocks.0.mlp.fc1.weight'].shape[0] / said['embed_dim']:g}")  # fmt: skip
+    for key, value in said.items():
+        if value is not None and config.get(key, known[key]) != value:
+            raise CheckpointError(f"{source}: model_config says {key} {config.get(key, known[key])!r}, its weights "
+                                  f"have {value}")  # fmt: skip
+    img, patch_size = config.get("img_size", known["img_size"]), config.get("patch_size", known["patch_size"])
+    sides = img if isinstance(img, (tuple, list)) else (img, img)
+    if len(sides) != 2 or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= patch_size for s in sides
+    ):
+        raise CheckpointError(
+            f"{source}: model_config img_size must be a size of at least one patch, got {img!r}"
+        )
+    if (
+        "pos_embed" in state
+        and (sides[0] // patch_size) * (sides[1] // patch_size) + 1 != state["pos_embed"].shape[1]
+    ):
+        raise CheckpointError(f"{source}: model_config's img_size {img!r} and patch_size {patch_size} give "
+                              f"{(sides[0] // patch_size) * (sides[1] // patch_size)} patches, its weights "
+                              f"{state['pos_embed'].shape[1] - 1}")  # fmt: skip
+
+
 def model_from_checkpoint(path: str | os.PathLike, map_location="cpu") -> nn.Module:
     """Rebuild and load a whole MAE (encoder and decoder) from a checkpoint.
 
@@ -71,6 +131,7 @@ def model_from_checkpoint(path: str | os.PathLike, map_location="cpu") -> nn.Mod
                 f"fine-tuning (--finetune), or download a checkpoint with a decoder:\n{OFFICIAL_DOWNLOADS}"
             )
         config = infer_config(state, checkpoint)
+    check_config(config, state, f"checkpoint {path}")  # before building: a crafted config must not allocate
     model = mae_from_config(config)
     state = fit_patch_embed(model.state_dict(), state)
     problems = describe_mismatch(model.state_dict(), state)

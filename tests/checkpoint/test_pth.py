@@ -64,7 +64,10 @@ def test_corrupt_files_name_the_file(tmp_path, case, damage):
             load_checkpoint(mae.MAE(**case["config"]), path)
             refused.append(False)  # damage inside tensor data can still load: that is not an error here
         except CheckpointError as error:
-            assert f"cannot read checkpoint {path}" in str(error)
+            # Random bytes in tensor data may read as NaN: refused by name too, as load_checkpoint refuses NaN.
+            assert f"cannot read checkpoint {path}" in str(
+                error
+            ) or f"checkpoint {path} holds non-finite" in str(error)
             refused.append(True)
         except Exception as error:  # noqa: BLE001 - the point is that nothing else escapes
             raise AssertionError(f"{type(error).__name__} escaped for a damaged file: {error}") from error
