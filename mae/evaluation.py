@@ -7,7 +7,6 @@ head (`probe_head`, LARS) end to end with augmentation on real datasets. Library
 
 import torch
 import torch.nn.functional as F
-from timm.optim import Lars
 from torch import nn
 
 from .engine.precision import autocast
@@ -31,12 +30,48 @@ def probe_head(embed_dim, num_classes):
     return ProbeHead(nn.BatchNorm1d(embed_dim, affine=False, eps=1e-6), linear)
 
 
+class Lars(torch.optim.Optimizer):
+    """LARS as MAE's linear probing uses it (the version of MoCo v3), one group for the whole head. For a tensor
+    with more than one dimension the step is g + weight_decay * w, rescaled by the trust ratio
+    trust_coefficient * |w| / |step| (1 where either norm is 0); a bias steps by its plain gradient, without
+    decay. Then heavy-ball momentum: mu = momentum * mu + step, w -= lr * mu. The state ('mu' per tensor) and the
+    single group are the official file's, so an official linear-probing checkpoint resumes here.
+
+    timm's Lars differs: its ratio divides by |g| + weight_decay * |w| (+ eps) instead of |g + weight_decay * w|,
+    and it needs two groups to leave biases unadapted."""
+
+    def __init__(self, params, lr=0.0, weight_decay=0.0, momentum=0.9, trust_coefficient=0.001):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
+                                      trust_coefficient=trust_coefficient))  # fmt: skip
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                update = param.grad
+                if param.ndim > 1:  # a weight matrix: decay, then the layer-wise trust ratio
+                    update = update.add(param, alpha=group["weight_decay"])
+                    param_norm, update_norm = param.norm(), update.norm()
+                    ratio = group["trust_coefficient"] * param_norm / update_norm
+                    ratio = torch.where((param_norm > 0) & (update_norm > 0), ratio, torch.ones_like(ratio))
+                    update = update.mul(ratio)
+                state = self.state[param]
+                if "mu" not in state:
+                    state["mu"] = torch.zeros_like(param)
+                state["mu"].mul_(group["momentum"]).add_(update)
+                param.add_(state["mu"], alpha=-group["lr"])
+        return loss
+
+
 def lars(head, lr, weight_decay):
-    """timm's LARS with MAE's grouping: matrices get the trust ratio (and weight decay), biases plain momentum."""
-    matrices = [p for p in head.parameters() if p.ndim > 1]
-    vectors = [p for p in head.parameters() if p.ndim <= 1]
-    return Lars([{"params": matrices, "weight_decay": weight_decay, "always_adapt": True},
-                 {"params": vectors, "weight_decay": 0.0, "always_adapt": False}], lr=lr, momentum=0.9)  # fmt: skip
+    """The probe's optimizer, as the official linear probing builds it: LARS over the head's parameters."""
+    return Lars(head.parameters(), lr=lr, weight_decay=weight_decay)
 
 
 @torch.no_grad()

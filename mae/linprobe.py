@@ -8,7 +8,7 @@
 
 As in the paper: the head is BatchNorm without affine parameters (it normalises the features,
 which MAE leaves unscaled, without changing what a linear layer can express) followed by a
-Linear layer, trained with LARS (timm's), no weight decay; augmentation is only a random
+Linear layer, trained with LARS (the official variant), no weight decay; augmentation is only a random
 resized crop and a flip. The imagenet preset is the official recipe: blr 0.1, weight decay 0,
 90 epochs with 10 of warm-up, effective batch 16384 (512 per GPU, accumulated as needed).
 """

@@ -66,14 +66,26 @@ def pretraining_loss(train_model, imgs, noise, mask_ratio=0.75):
 
 
 def param_groups(model, weight_decay):
-    """AdamW groups: no weight decay on biases, norms, position embeddings and tokens (all 1-D or *_token/pos_embed)."""
+    """AdamW's groups as the official pretraining makes them (timm's add_weight_decay, in main_pretrain.py): no
+    weight decay for 1-D tensors and biases, decay for every other trainable tensor, the CLS and mask tokens
+    included (fine-tuning's groups exclude its tokens; pretraining's do not). The frozen sin-cos tables are not
+    optimised. Always both groups, no-decay first, each in the model's parameter order (the official names and
+    order), so that an optimizer state saved by the official code loads here, and ours there."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        skip = param.ndim <= 1 or name.endswith(("cls_token", "mask_token", "pos_embed"))
-        (no_decay if skip else decay).append(param)
+        if param.requires_grad:
+            (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
     return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+
+
+def make_optimizer(model, args, device):
+    """AdamW with betas (0.9, 0.95) over param_groups, fused where the device has it."""
+    return torch.optim.AdamW(
+        param_groups(model, args.weight_decay),
+        lr=args.lr,
+        betas=(0.9, 0.95),
+        fused=FUSED_ADAMW.get(device.type, False) or None,
+    )
 
 
 def batch_to_device(batch, device):
@@ -171,12 +183,7 @@ def train(args, context, **engine):
         )
     if args.lr is None:
         args.lr = scaled_lr(args, context.world_size)
-    optimizer = torch.optim.AdamW(
-        param_groups(model, args.weight_decay),
-        lr=args.lr,
-        betas=(0.9, 0.95),
-        fused=FUSED_ADAMW.get(context.device.type, False) or None,
-    )
+    optimizer = make_optimizer(model, args, context.device)
 
     def end_of_epoch(epoch, step):
         if not context.is_main:

@@ -5,6 +5,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ..checkpoint import CheckpointError, check_finite, load_weights, read_checkpoint, state_dict_from
 from ..models import whose_code
 from .rng import set_rng_states
@@ -65,15 +67,60 @@ def load_training_state(checkpoint, path, model, optimizer, scaler):
             f"the run another --output_dir."
         ) from None
     if "optimizer" in checkpoint:
+        saved = checkpoint["optimizer"]
+        if (
+            "step" in checkpoint
+        ):  # this project's own file: perhaps a pretraining run's from before the change
+            saved = in_official_pretraining_groups(saved, model, optimizer) or saved
         try:
-            optimizer.load_state_dict(checkpoint["optimizer"])
+            optimizer.load_state_dict(saved)
         except (ValueError, KeyError) as error:
             raise CheckpointError(
                 f"the optimizer state in {path} does not fit this job's optimizer ({error}): was it saved by "
                 f"another job (pretraining, linear probing, fine-tuning)?"
             ) from None
+        check_moment_shapes(optimizer, path)
     if checkpoint.get("scaler"):
         scaler.load_state_dict(checkpoint["scaler"])
+
+
+def check_moment_shapes(optimizer, path):
+    """Every loaded moment has its tensor's shape: torch's load_state_dict does not check, and a fused or foreach
+    step over a moment of another shape reads past its memory (a crash, not an error)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape != param.shape:
+                    raise CheckpointError(
+                        f"the optimizer state in {path} does not fit this job's optimizer: its {key!r} of shape "
+                        f"{tuple(value.shape)} belongs to a tensor of shape {tuple(param.shape)}: was it saved by "
+                        f"another job or for another model?"
+                    )
+
+
+def in_official_pretraining_groups(saved, model, optimizer):
+    """A pretraining optimizer state this project saved before its groups became the official ones (until December
+    2026 the CLS and mask tokens were not decayed, with the 1-D tensors), with each tensor's moments moved to the
+    group it has now, so that a run started then resumes; None for any other state. The groups keep their saved
+    settings, so the tokens decay from the next step on."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    now = [[names[id(p)] for p in group["params"]] for group in optimizer.param_groups]
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    then = ([n for n, p in model.named_parameters() if p.requires_grad and (p.ndim <= 1 or n.endswith("_token"))],
+            [n for n, p in model.named_parameters() if p.requires_grad and not (p.ndim <= 1 or n.endswith("_token"))])  # fmt: skip
+    groups = saved.get("param_groups", []) if isinstance(saved, dict) else []
+    if (len(now) != 2 or len(groups) != 2 or "mask_token" not in trainable or sorted(now[0] + now[1]) != sorted(trainable)
+            or [len(g.get("params", ())) for g in groups] != [len(t) for t in then]
+            or [len(n) for n in now] == [len(t) for t in then]):  # fmt: skip
+        return None
+    index_then = {name: i for i, name in enumerate(then[0] + then[1])}
+    order_now = now[0] + now[1]
+    state = {
+        i: saved["state"][index_then[n]] for i, n in enumerate(order_now) if index_then[n] in saved["state"]
+    }
+    first = len(now[0])
+    return {"state": state, "param_groups": [{**groups[0], "params": list(range(first))},
+                                             {**groups[1], "params": list(range(first, len(order_now)))}]}  # fmt: skip
 
 
 def changed_arguments(args, saved):

@@ -1,4 +1,5 @@
-"""Linear probing (mae.linprobe): the probe head (BatchNorm without affine, then a Linear) and LARS's groups."""
+"""Linear probing (mae.linprobe): the probe head (BatchNorm without affine, then a Linear) and LARS's group
+(the official step and state: test_official_optimizers.py)."""
 
 import torch
 
@@ -11,5 +12,6 @@ def test_linear_probe_head_and_lars_groups():
     assert isinstance(norm, torch.nn.BatchNorm1d) and not norm.affine and norm.eps == 1e-6
     assert linear.weight.std() < 0.02 and torch.all(linear.bias == 0)
     optimizer = linprobe.lars(head, 0.1, 0.0)
-    assert [g["always_adapt"] for g in optimizer.param_groups] == [True, False]
-    assert optimizer.param_groups[0]["params"][0] is linear.weight
+    assert [g["params"] for g in optimizer.param_groups] == [
+        [linear.weight, linear.bias]
+    ]  # one group, officially

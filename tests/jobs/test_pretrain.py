@@ -1,5 +1,6 @@
-"""The pretraining job (mae.pretrain): its optimiser groups, its batches (uint8 to the device, normalised
+"""The pretraining job (mae.pretrain): its batches (uint8 to the device, normalised
 there), unreadable files in the data, and the epoch's reconstruction figure, which never stops training.
+Its optimizer groups: test_official_optimizers.py.
 """
 
 import pytest
@@ -9,19 +10,6 @@ from helpers import LAST, flags, image_folder, pretrain_here, records, steps
 import mae
 from mae import pretrain
 from mae.checkpoint import read_checkpoint
-
-
-def test_no_weight_decay_on_biases_norms_and_embeddings():
-    model = mae.mae_vit_tiny_patch8()
-    no_decay, decay = pretrain.param_groups(model, 0.05)
-    names = {id(p): n for n, p in model.named_parameters()}
-    assert no_decay["weight_decay"] == 0 and decay["weight_decay"] == 0.05
-    skipped = {names[id(p)] for p in no_decay["params"]}
-    assert {"cls_token", "mask_token", "blocks.0.norm1.weight", "blocks.0.attn.qkv.bias"} <= skipped
-    assert {names[id(p)] for p in decay["params"]} >= {"blocks.0.attn.qkv.weight", "decoder_pred.weight"}
-    assert "pos_embed" not in skipped | {
-        names[id(p)] for p in decay["params"]
-    }  # frozen: not optimised at all
 
 
 @pytest.mark.parametrize("data, channels", [("builtin", 3), ("builtin:digits", 1)])
