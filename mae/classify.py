@@ -20,13 +20,24 @@ from .checkpoint import (
 from .data.labelled import LabelledImages, eval_transform, load_labelled
 from .data.pretraining import collate_skipping_unreadable
 from .engine import distributed
-from .engine.flags import add_engine_args, scaled_lr
+from .engine.flags import add_engine_args, positive_int, scaled_lr
 from .engine.logs import read_json_lines
 from .engine.loop import Job, fit
 from .engine.precision import autocast
 from .engine.rng import seed_everything
 from .evaluation import ProbeHead
 from .models import CLASSIFIERS, evaluating
+
+MAX_CLASSES = 1_000_000  # ImageNet-22k has 21,841; a head this wide is already 1e6 x width weights
+
+
+def class_count(text):
+    """argparse type: a number of classes from 1 to MAX_CLASSES (a typo such as 100000000000 would otherwise ask
+    for a head of 1e11 x width weights, terabytes, before any message)."""
+    value = int(text)
+    if not 1 <= value <= MAX_CLASSES:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_CLASSES:,} classes, got {value:,}")
+    return value
 
 
 def get_args_parser(description, presets, **defaults):
@@ -35,7 +46,7 @@ def get_args_parser(description, presets, **defaults):
     p.add_argument("--preset", choices=sorted(presets), default=None,
                    help="an official recipe's flags (explicit flags still win): " + "; ".join(
                        f"{name}: " + " ".join(f"--{k} {v}" for k, v in flags.items()) for name, flags in presets.items()))  # fmt: skip
-    p.add_argument("--effective_batch", type=int, default=None,
+    p.add_argument("--effective_batch", type=positive_int, default=None,
                    help="set --accum_iter so that batch_size x accum_iter x processes equals this")  # fmt: skip
     p.add_argument("--model", default="vit_large_patch16", choices=CLASSIFIERS)
     p.add_argument(
@@ -44,7 +55,7 @@ def get_args_parser(description, presets, **defaults):
     p.add_argument(
         "--data_path", default="builtin:digits", help="folder with train/ and val/, or builtin:digits"
     )
-    p.add_argument("--nb_classes", type=int, default=None,
+    p.add_argument("--nb_classes", type=class_count, default=None,
                    help="default: the number of classes in the data (the official default is 1000, ImageNet's)")  # fmt: skip
     p.add_argument(
         "--eval", action="store_true", help="only evaluate the --resume checkpoint on the val split"

@@ -13,7 +13,9 @@ and label smoothing. The presets are the official ImageNet recipes for ViT-B/L/H
 batch 1024, warm-up 5 epochs, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25).
 """
 
+import argparse
 import functools
+import re
 
 import torch
 from PIL import Image
@@ -24,7 +26,15 @@ from timm.optim import param_groups_layer_decay
 
 from . import classify
 from .checkpoint import load_pretrained_encoder
-from .engine.flags import parse_job_args, run_cli
+from .engine.flags import (
+    below_one,
+    non_negative_float,
+    parse_job_args,
+    positive_float,
+    positive_int,
+    probability,
+    run_cli,
+)
 from .engine.step import FUSED_ADAMW
 from .models import create_classifier
 
@@ -61,32 +71,63 @@ def _use_our_posterize():
         auto_augment.NAME_TO_OP[name] = _posterize
 
 
+def augment_policy(text):
+    """argparse type: a timm auto-augment policy ('rand-m9-mstd0.5-inc1', 'augmix-m5-w4-d2', 'original', ...) or
+    'none', checked by building it as create_transform will; a section timm would pass over (rand-bogus) is refused."""
+    if text == "none":
+        return text
+    name, *sections = text.split("-")
+    unread = [part for part in sections if not re.fullmatch(r"[a-z]+\d.*", part)]
+    if unread and name in ("rand", "augmix"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: {', '.join(unread)} is not a setting (a letter code and a number: m9, n2, mstd0.5, inc1)"
+        )
+    build = {"rand": auto_augment.rand_augment_transform, "augmix": auto_augment.augment_and_mix_transform}
+    try:
+        next(
+            (f for prefix, f in build.items() if text.startswith(prefix)), auto_augment.auto_augment_transform
+        )(text, {"translate_const": 100, "img_mean": (124, 116, 104)})
+    except (AssertionError, KeyError, ValueError) as error:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a timm auto-augment policy ({error or 'unknown setting'}); e.g. rand-m9-mstd0.5-inc1 "
+            f"(the recipe's), augmix-m5-w4-d2, original, v0, or none"
+        ) from None
+    return text
+
+
 def get_args_parser():
     p = classify.get_args_parser(__doc__.splitlines()[0], PRESETS, epochs=50, warmup_epochs=5,
                                  batch_size=64, blr=1e-3, weight_decay=0.05)  # fmt: skip
     p.set_defaults(min_lr=1e-6)
-    p.add_argument("--layer_decay", type=float, default=0.75, help="layer-wise lr decay")
-    p.add_argument("--drop_path", type=float, default=0.1, help="stochastic depth rate of the last block")
+    p.add_argument("--layer_decay", type=positive_float, default=0.75, help="layer-wise lr decay")
+    p.add_argument("--drop_path", type=below_one, default=0.1, help="stochastic depth rate of the last block")
     p.add_argument("--global_pool", action="store_true", default=True)
     p.add_argument(
         "--cls_token", action="store_false", dest="global_pool", help="classify from the CLS token"
     )
-    p.add_argument("--color_jitter", type=float, default=None, metavar="PCT",
+    p.add_argument("--color_jitter", type=non_negative_float, default=None, metavar="PCT",
                    help="colour jitter factor (timm applies it only without auto-augment, as the official code)")  # fmt: skip
-    p.add_argument("--aa", default="rand-m9-mstd0.5-inc1", help="timm auto-augment policy ('none' for none)")
-    p.add_argument("--reprob", type=float, default=0.25, help="random erasing probability")
-    p.add_argument("--remode", default="pixel", help="random erasing mode")
-    p.add_argument("--recount", type=int, default=1, help="random erasing count")
+    p.add_argument(
+        "--aa",
+        type=augment_policy,
+        default="rand-m9-mstd0.5-inc1",
+        help="timm auto-augment policy ('none' for none)",
+    )
+    p.add_argument("--reprob", type=probability, default=0.25, help="random erasing probability")
+    p.add_argument(
+        "--remode", default="pixel", choices=("const", "rand", "pixel"), help="random erasing mode"
+    )
+    p.add_argument("--recount", type=positive_int, default=1, help="random erasing count")
     p.add_argument("--resplit", action="store_true", default=False,
                    help="random erasing per augmentation split (timm); the recipe has no augmentation splits, "
                         "so, as in the official code, it changes nothing")  # fmt: skip
-    p.add_argument("--smoothing", type=float, default=0.1, help="label smoothing")
-    p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (on when > 0)")
-    p.add_argument("--cutmix", type=float, default=0.0, help="cutmix alpha (on when > 0)")
-    p.add_argument("--cutmix_minmax", type=float, nargs="+", default=None,
+    p.add_argument("--smoothing", type=below_one, default=0.1, help="label smoothing")
+    p.add_argument("--mixup", type=non_negative_float, default=0.0, help="mixup alpha (on when > 0)")
+    p.add_argument("--cutmix", type=non_negative_float, default=0.0, help="cutmix alpha (on when > 0)")
+    p.add_argument("--cutmix_minmax", type=probability, nargs="+", default=None,
                    help="cutmix min/max area ratio; overrides --cutmix and turns cutmix on")  # fmt: skip
-    p.add_argument("--mixup_prob", type=float, default=1.0)
-    p.add_argument("--mixup_switch_prob", type=float, default=0.5)
+    p.add_argument("--mixup_prob", type=probability, default=1.0)
+    p.add_argument("--mixup_switch_prob", type=probability, default=0.5)
     p.add_argument("--mixup_mode", default="batch", choices=("batch", "pair", "elem"))
     return p
 
@@ -134,6 +175,12 @@ def mixup_from_args(args):
     """timm's Mixup (mixup and/or cutmix, with label smoothing), or None when both are off."""
     if not (args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None):
         return None
+    if args.cutmix_minmax is not None and (
+        len(args.cutmix_minmax) != 2 or not 0 < args.cutmix_minmax[0] <= args.cutmix_minmax[1]
+    ):
+        raise ValueError(
+            f"--cutmix_minmax takes two area ratios, min then max, 0 < min <= max <= 1, got {args.cutmix_minmax}"
+        )
     if args.batch_size % 2:
         raise ValueError(
             f"mixup and cutmix pair the images of a batch: --batch_size must be even, not {args.batch_size}"

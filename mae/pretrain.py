@@ -162,6 +162,12 @@ def train(args, context, **engine):
     model = create_model(
         args.model, img_size=args.input_size, in_chans=args.in_chans, norm_pix_loss=args.norm_pix_loss
     )
+    patches = model.patch_embed.num_patches
+    if int(patches * (1 - args.mask_ratio)) < 1:  # the official len_keep
+        raise ValueError(
+            f"--mask_ratio {args.mask_ratio} keeps int({patches} x (1 - {args.mask_ratio})) = 0 of the {patches} "
+            f"patches of a {args.input_size}-pixel image: the encoder would see none; the paper's is 0.75"
+        )
     model.to(context.device)
     job_data = dict(collate=collate_skipping_unreadable, prepare=batch_to_device)
     if args.gpu_decode:

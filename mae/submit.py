@@ -27,7 +27,7 @@ from pathlib import Path
 
 from . import finetune, linprobe, pretrain
 from .engine import distributed
-from .engine.flags import parse_job_args
+from .engine.flags import parse_job_args, positive_int
 from .engine.preemption import Preempted
 
 # job -> (its argument parser, its presets, the function that runs it with parsed arguments)
@@ -43,15 +43,17 @@ def get_args_parser(job="pretrain"):
         f"MAE {job} on SLURM", parents=[JOBS[job][0]()], add_help=True, conflict_handler="resolve"
     )
     parser.add_argument("--job", choices=sorted(JOBS), default="pretrain")
-    parser.add_argument("--nodes", type=int, default=1)
-    parser.add_argument("--ngpus", type=int, default=8, help="GPUs per node")
-    parser.add_argument("--timeout", type=int, default=4320, help="minutes per job")
+    parser.add_argument("--nodes", type=positive_int, default=1)
+    parser.add_argument("--ngpus", type=positive_int, default=8, help="GPUs per node")
+    parser.add_argument("--timeout", type=positive_int, default=4320, help="minutes per job")
     parser.add_argument("--partition", default=None)
     parser.add_argument("--account", default=None)
     parser.add_argument("--qos", default=None)
     parser.add_argument("--constraint", default=None)
-    parser.add_argument("--cpus_per_task", type=int, default=10)
-    parser.add_argument("--mem_gb", type=int, default=None, help="memory per node (default: 40 GB per GPU)")
+    parser.add_argument("--cpus_per_task", type=positive_int, default=10)
+    parser.add_argument(
+        "--mem_gb", type=positive_int, default=None, help="memory per node (default: 40 GB per GPU)"
+    )
     parser.add_argument("--job_dir", default=None, help="submitit logs (default: output_dir/submitit)")
     parser.add_argument(
         "--use_volta32", action="store_true", help="ask for 32 GB V100s (--constraint volta32gb)"

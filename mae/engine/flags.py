@@ -27,9 +27,34 @@ def non_negative_int(text):
 
 
 def non_negative_float(text):
+    """argparse type: a finite number of 0 or more (inf as a learning rate or a decay trains nothing useful)."""
     value = float(text)
-    if not value >= 0:  # NaN too
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    if not 0 <= value < math.inf:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a finite number of 0 or more, got {text}")
+    return value
+
+
+def probability(text):
+    """argparse type: a number from 0 to 1, both included."""
+    value = float(text)
+    if not 0 <= value <= 1:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a probability, from 0 to 1, got {text}")
+    return value
+
+
+def below_one(text):
+    """argparse type: a fraction from 0 (included) to 1 (excluded): label smoothing, drop path."""
+    value = float(text)
+    if not 0 <= value < 1:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be from 0 up to, not including, 1, got {text}")
+    return value
+
+
+def seed(text):
+    """argparse type: a seed numpy and torch both take, 0 to 2**32 - 1 (each process adds its rank)."""
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 2**32 - 1 = 4294967295, got {value}")
     return value
 
 
@@ -62,7 +87,7 @@ def add_engine_args(p, *, epochs, warmup_epochs, batch_size, blr, weight_decay):
     p.add_argument("--device", default="auto",
                    help="auto (default): cuda if the training process sees a GPU, else cpu, decided in each "
                         "training process (not where the command is parsed or submitted); cuda, cuda:N, cpu")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--start_epoch", type=non_negative_int, default=0)
     p.add_argument("--num_workers", type=non_negative_int, default=None,
                    help="data-loading processes per GPU (default: this machine's cores per process, minus one, at most 10)")  # fmt: skip

@@ -19,6 +19,7 @@ import json
 import pytest
 import torch
 from helpers import FIXTURES, LAST, SMALL_CLASSIFIER, TINY, flags, golden_model, pretrain_here
+from timm.optim import param_groups_weight_decay
 
 import mae
 from mae import finetune, linprobe, pretrain
@@ -122,9 +123,7 @@ def test_pretraining_groups_are_the_official_ones_for_the_golden_and_the_publish
         assert ours == official_pretraining_groups(model, 0.05)
         assert "cls_token" in ours[1][0] and "mask_token" in ours[1][0]  # decayed in pretraining
         assert not {"pos_embed", "decoder_pos_embed"} & {n for names, _, _ in ours for n in names}  # frozen
-        timm_groups = __import__("timm").optim.param_groups_weight_decay(
-            model, 0.05
-        )  # the newer official code's
+        timm_groups = param_groups_weight_decay(model, 0.05)  # what the newer official code calls
         assert ours == names_of(torch.optim.AdamW(timm_groups), model)
     model = models[0]  # no weight decay at all: still both groups, so the file's shape does not depend on it
     assert [len(g["params"]) for g in pretrain.param_groups(model, 0.0)] == [

@@ -71,3 +71,15 @@ def test_a_figure_that_fails_is_a_warning_not_a_stop(tmp_path):
             model, dataset, 0, collate_skipping_unreadable, pretrain.batch_to_device, draw=broken_figure
         )
     assert figure is None
+
+
+def test_a_mask_ratio_that_leaves_no_patch_visible_is_refused_before_training(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"--mask_ratio 0.999 keeps int\(16 x \(1 - 0.999\)\) = 0 of the 16 patches"
+    ):
+        pretrain_here(flags(tmp_path / "run", "--mask_ratio", "0.999"))
+    assert not (tmp_path / "run" / LAST).exists()
+    pretrain_here(
+        flags(tmp_path / "ok", "--mask_ratio", "0.9", "--max_steps", "1")
+    )  # int(16 x 0.1) = 1 patch seen
+    assert steps(tmp_path / "ok") == [1]
