@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+
 from .checkpoint import (
     DECODER_PREFIXES,
     CheckpointError,
@@ -49,7 +51,10 @@ def mask_ratio_of(checkpoint):
     return float(ratio) if isinstance(ratio, (int, float)) else 0.75
 
 
-def convert(source, dest, to=None, mask_ratio=None, norm_pix_loss=None, overwrite=False):
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def convert(source, dest, to=None, mask_ratio=None, norm_pix_loss=None, overwrite=False, dtype=None):
     """Read `source` (a .pth, .safetensors or Hugging Face folder) and write it to `dest` as `to`; returns a
     one-line description of what was written."""
     source, dest = Path(source), Path(dest)
@@ -74,8 +79,13 @@ def convert(source, dest, to=None, mask_ratio=None, norm_pix_loss=None, overwrit
         model = encoder_from_config(config)
     else:
         model = mae_from_config(config)
-    if state.get("cls_token") is not None and state["cls_token"].is_floating_point():
-        model.to(state["cls_token"].dtype)  # keep the file's precision (the shipped checkpoints are float16)
+    if dtype is None:  # a Hugging Face folder in float32, which every input and transformers' default works
+        # with (a float16 folder loads as a float16 model that refuses float32 images); files keep their own
+        dtype = "float32" if to == "hf" else "source"
+    if dtype == "source" and state.get("cls_token") is not None and state["cls_token"].is_floating_point():
+        model.to(state["cls_token"].dtype)  # the file's precision (the shipped checkpoints are float16)
+    elif dtype != "source":
+        model.to(DTYPES[dtype])
     state = load_weights(model, state, source=f"the weights in {source}").state_dict()
 
     if to == "hf":
@@ -92,7 +102,9 @@ def convert(source, dest, to=None, mask_ratio=None, norm_pix_loss=None, overwrit
     else:
         save_checkpoint(dest, model, format=to)
         kind = f"a {to} file with the model config"
-    return f"wrote {dest}: {kind}; {architecture(state)}, mask_ratio={ratio}, norm_pix_loss={config['norm_pix_loss']}"
+    precision = str(state["cls_token"].dtype).removeprefix("torch.") if "cls_token" in state else "?"
+    return (f"wrote {dest}: {kind}; {architecture(state)}, mask_ratio={ratio}, norm_pix_loss={config['norm_pix_loss']}, "
+            f"{precision} weights")  # fmt: skip
 
 
 def parse_args(argv=None):
@@ -117,6 +129,9 @@ def parse_args(argv=None):
         action=argparse.BooleanOptionalAction,
         help="set or clear norm_pix_loss in the written config (default: the source's)",
     )
+    parser.add_argument("--dtype", choices=("source", *DTYPES),
+                        help="the weights' precision in the target (default: float32 for a Hugging Face folder, "
+                             "the source's own for a file; 'source' keeps it)")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace dest if it exists")
     args = parser.parse_args(argv)
     if args.mask_ratio is not None and not 0 <= args.mask_ratio < 1:
@@ -128,7 +143,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         message = convert(
-            args.source, args.dest, args.to, args.mask_ratio, args.norm_pix_loss, args.overwrite
+            args.source, args.dest, args.to, args.mask_ratio, args.norm_pix_loss, args.overwrite, args.dtype
         )
     except (CheckpointError, OSError, ValueError, ImportError) as error:
         # Expected failures (a missing or corrupt file, an architecture that does not fit, no transformers)

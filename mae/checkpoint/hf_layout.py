@@ -264,13 +264,21 @@ def to_transformers_config(config, mask_ratio=0.75):
     )
 
 
+SIZE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "num_channels",
+               "decoder_hidden_size", "decoder_num_hidden_layers", "decoder_num_attention_heads",
+               "decoder_intermediate_size")  # fmt: skip
+
+
 def _square(value, name, source):
-    """An int, or a [n, n] pair, from a config.json field -> n; anything else is an error naming the file."""
-    if isinstance(value, int):
-        return value
+    """A positive int, or a [n, n] pair of them, from a config.json field -> n; anything else is an error naming
+    the file."""
     if isinstance(value, (list, tuple)) and len(value) == 2 and value[0] == value[1]:
-        return int(value[0])
-    raise CheckpointError(f"{source}: {name}={value!r} is not supported here (a square size is needed)")
+        value = value[0]
+    if type(value) is int and value > 0:
+        return value
+    raise CheckpointError(
+        f"{source}: {name}={value!r} is not supported here (a positive square size is needed)"
+    )
 
 
 def from_transformers_config(hf_config, source="the transformers config"):
@@ -279,10 +287,21 @@ def from_transformers_config(hf_config, source="the transformers config"):
     What our MAE cannot compute (another activation, no qkv bias, other MLP ratios in the encoder and the
     decoder) is refused with the field named; dropout, which only acts while training, is dropped with a warning.
     """
+    if not isinstance(hf_config, dict):
+        raise CheckpointError(f"{source} holds a JSON {type(hf_config).__name__}, not an object of fields")
     model_type = hf_config.get("model_type", "vit_mae")
     if model_type != "vit_mae":
         raise CheckpointError(f"{source} describes a {model_type!r} model, not a ViTMAE ('vit_mae')")
     c = {**TRANSFORMERS_DEFAULTS, **hf_config}
+    for name in SIZE_FIELDS:
+        if type(c[name]) is not int or c[name] < 1:  # bool is an int; 0 would divide by zero below
+            raise CheckpointError(f"{source}: {name}={c[name]!r}; a positive integer is needed")
+    if type(c["layer_norm_eps"]) not in (int, float) or not 0 < c["layer_norm_eps"] < 1:
+        raise CheckpointError(
+            f"{source}: layer_norm_eps={c['layer_norm_eps']!r}; a number in (0, 1) is needed"
+        )
+    if type(c["mask_ratio"]) not in (int, float) or not 0 <= c["mask_ratio"] < 1:
+        raise CheckpointError(f"{source}: mask_ratio={c['mask_ratio']!r}; a fraction in [0, 1) is needed")
     if c["hidden_act"] not in ("gelu", "gelu_python"):  # both are the exact GELU
         raise CheckpointError(
             f"{source}: hidden_act={c['hidden_act']!r}; this MAE uses the exact GELU ('gelu')"

@@ -8,6 +8,7 @@ layout is 5.x (`vit.layers.N.attention.q_proj`); the 4.x layout
 not taken from either library.
 """
 
+import json
 import os
 
 import pytest
@@ -332,3 +333,25 @@ def test_bad_folders_are_named(tmp_path):
     (folder / "config.json").write_text("{")
     with pytest.raises(CheckpointError, match=r"cannot read .*config.json"):
         mae.model_from_checkpoint(folder)
+
+
+@pytest.mark.parametrize(
+    "fields, says",
+    [({"hidden_size": 0}, "hidden_size=0; a positive integer"),
+     ({"num_attention_heads": "4"}, "num_attention_heads='4'; a positive integer"),
+     ({"num_hidden_layers": True}, "num_hidden_layers=True; a positive integer"),
+     ({"decoder_intermediate_size": 1.5}, "decoder_intermediate_size=1.5"),
+     ({"image_size": 0}, "image_size=0 is not supported here"), ({"patch_size": [8, 4]}, "patch_size=[8, 4]"),
+     ({"mask_ratio": 1.0}, "mask_ratio=1.0; a fraction in [0, 1)"), ({"layer_norm_eps": -1}, "layer_norm_eps=-1"),
+     ([], "holds a JSON list, not an object")],
+)  # fmt: skip
+def test_a_malformed_config_json_is_one_error_naming_the_field(tmp_path, fields, says):
+    """Before: hidden_size 0 divided by zero, a string head count or a list raised TypeError/AttributeError."""
+    folder = tmp_path / "hf"
+    save_pretrained(mae.mae_vit_tiny_patch8(), folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **fields} if fields != [] else [config]))
+    with pytest.raises(CheckpointError) as error:
+        mae.model_from_checkpoint(folder)
+    assert says in str(error.value) and "config.json" in str(error.value)
+    assert len(str(error.value).splitlines()) == 1

@@ -6,14 +6,14 @@ import os
 
 import pytest
 import torch
-from helpers import ATOL, assert_bit_identical, max_diff, optional, randomize
+from helpers import ATOL, ROOT, assert_bit_identical, max_diff, optional, randomize
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here is local; never look anything up on a hub
 optional("safetensors")
 transformers = optional("transformers")  # CI installs the [hf] extra: there, a missing package is a failure
 
 import mae  # noqa: E402
-from mae.checkpoint import from_transformers_state  # noqa: E402
+from mae.checkpoint import from_transformers_state, read_checkpoint  # noqa: E402
 from mae.convert import main as convert_main  # noqa: E402
 
 
@@ -67,3 +67,25 @@ def test_convert_explains_bad_input(tmp_path, capsys):
             convert_main([str(tmp_path / "good.pth"), str(tmp_path / "out"), *bad_flags])
         assert exit_info.value.code == 2
     assert "--mask_ratio must be in [0, 1), got 1.0" in capsys.readouterr().err
+
+
+def test_a_float16_checkpoint_becomes_a_float32_hugging_face_folder_unless_asked(tmp_path, capsys):
+    """The shipped checkpoints are float16: a folder in float16 loads in transformers as a float16 model, which
+    refuses float32 images. Files (.pth, .safetensors) keep the source's precision; --dtype chooses."""
+    from safetensors import safe_open
+
+    shipped = ROOT / "checkpoints" / "mae_mini_digits.pth"
+    assert read_checkpoint(shipped)["model"]["cls_token"].dtype == torch.float16
+
+    def dtype_of(folder):
+        with safe_open(folder / "model.safetensors", "pt") as f:
+            return {f.get_tensor(k).dtype for k in f.keys()}
+
+    assert convert_main([str(shipped), str(tmp_path / "hf")]) == 0
+    assert dtype_of(tmp_path / "hf") == {torch.float32} and "float32 weights" in capsys.readouterr().out
+    assert convert_main([str(shipped), str(tmp_path / "hf16"), "--dtype", "source"]) == 0
+    assert dtype_of(tmp_path / "hf16") == {torch.float16}
+    assert convert_main([str(shipped), str(tmp_path / "same.pth")]) == 0
+    assert read_checkpoint(tmp_path / "same.pth")["model"]["cls_token"].dtype == torch.float16
+    assert convert_main([str(shipped), str(tmp_path / "bf.safetensors"), "--dtype", "bfloat16"]) == 0
+    assert "bfloat16 weights" in capsys.readouterr().out
