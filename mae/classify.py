@@ -222,6 +222,7 @@ def run(args, name, build, **engine):
         job = Job(
             model, optimizer, train, compute_loss, end_of_epoch, official_fields=official_fields, name=name,
             scale_gradients=not isinstance(model.head, ProbeHead),  # the probe trains in float32 only
+            checkpoint_fields={"class_names": list(data.class_names)},  # output i is class_names[i]
         )  # fmt: skip
         fit(args, context, job, **engine)
         return evaluate(model, val, args, context, dtype)

@@ -54,6 +54,7 @@ class LabelledData:
     hflip: float = 0.5  # digits are not mirror-symmetric: 0
     min_scale: float = 0.08  # RandomResizedCrop's smallest area; 8x8 digits keep at least half
     crop_pct: float = 224 / 256  # evaluation: resize to input_size / crop_pct, then centre-crop
+    class_names: tuple = ()  # class_names[i] names label i (the sorted folder names, as ImageFolder orders them)
 
 
 def load_labelled(data_path):
@@ -61,7 +62,8 @@ def load_labelled(data_path):
     if data_path == "builtin:digits":
         train, val = Digits("train"), Digits("val")
         return LabelledData(train.images, train.labels, val.images, val.labels, Digits.num_classes, 1,
-                            *channel_stats(1), hflip=0.0, crop_pct=1.0, min_scale=0.5)  # fmt: skip
+                            *channel_stats(1), hflip=0.0, crop_pct=1.0, min_scale=0.5,
+                            class_names=tuple(str(d) for d in range(Digits.num_classes)))  # fmt: skip
     if str(data_path).startswith("builtin"):
         raise ValueError(f"no labels for {data_path!r}; the built-in labelled data is builtin:digits")
     root = Path(data_path)
@@ -73,7 +75,8 @@ def load_labelled(data_path):
     train, val = ClassFolders(root / "train"), ClassFolders(root / "val")
     if train.classes != val.classes:
         raise ValueError(f"train/ and val/ of {root} have different class folders")
-    return LabelledData(train, train.targets, val, val.targets, len(train.classes), 3, *channel_stats(3))
+    return LabelledData(train, train.targets, val, val.targets, len(train.classes), 3, *channel_stats(3),
+                        class_names=tuple(train.classes))  # fmt: skip
 
 
 class ClassFolders:

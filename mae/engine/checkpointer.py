@@ -25,8 +25,9 @@ class Checkpointer:
     --save_minutes counts (time.monotonic). Both are arguments so that a test can count writes or move time."""
 
     def __init__(self, args, context, model, optimizer, scaler, losses, position, *, write=save_checkpoint,
-                 clock=time.monotonic):  # fmt: skip
+                 clock=time.monotonic, fields=None):  # fmt: skip
         self.args, self.context, self.position, self.losses = args, context, position, losses
+        self.fields = dict(fields or {})  # recorded in every checkpoint beside the run's state
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
         self.folder = Path(args.output_dir)
         self.saved_at = (
@@ -91,7 +92,7 @@ class Checkpointer:
         if self.context.is_main:
             extra = dict(optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(), epoch=epoch,
                          step_in_epoch=step_in_epoch, step=self.position.step, rng=rng,
-                         args=checkpoint_args(self.args), model_code=whose_code(self.model))  # fmt: skip
+                         args=checkpoint_args(self.args), model_code=whose_code(self.model), **self.fields)  # fmt: skip
             path = self.folder / LAST
             self.writer.save(lambda model, extra: self.write(path, model, **extra), self.model, extra)
         self.saved_at, self.last_save = at, self.clock()

@@ -65,6 +65,8 @@ class Job:
     # --amp fp16 then skips the GradScaler, whose step waits for the GPU every step with optimizers that have no
     # fused AMP support (LARS).
     scale_gradients: bool = True
+    # More that every checkpoint records, JSON-like (a classifier's class names, in the order of its outputs).
+    checkpoint_fields: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -215,7 +217,8 @@ def start(args, context, job, stop, write=save_checkpoint, clock=time.monotonic)
               f"amp {dtype}, {num_workers} data workers{resuming}", flush=True)  # fmt: skip
     return Run(
         args, context, job, train_model, sampler, steps_per_epoch, dtype, scaler, position, losses,
-        Checkpointer(args, context, model, job.optimizer, scaler, losses, position, write=write, clock=clock), Log(args, context, position),
+        Checkpointer(args, context, model, job.optimizer, scaler, losses, position, write=write, clock=clock,
+                     fields=job.checkpoint_fields), Log(args, context, position),
         num_workers, stop, loader_generator=torch.Generator(),
     )  # fmt: skip
 

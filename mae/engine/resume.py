@@ -2,6 +2,7 @@
 states and position restored; and a run with result-changing arguments refused in a used folder."""
 
 import argparse
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,8 +128,27 @@ def changed_arguments(args, saved):
     """'--name: old -> new' for each argument that changes the result and differs from the saved ones."""
     saved = vars(saved) if isinstance(saved, argparse.Namespace) else dict(saved or {})
     now = checkpoint_args(args)
-    keys = sorted(k for k in now if k in saved and k not in RESULT_NEUTRAL_ARGS and saved[k] != now[k])
+    keys = sorted(
+        k for k in now if k in saved and k not in RESULT_NEUTRAL_ARGS and not same_value(k, saved[k], now[k])
+    )
     return [f"--{k}: {saved[k]!r} in the checkpoint, {now[k]!r} now" for k in keys]
+
+
+PATH_ARGS = {"data_path", "finetune"}  # folders and files: another spelling of the same one is no change
+
+
+def same_value(key, saved, now):
+    """Equal, or for a path argument the same file or folder however written (data/ and data, ./data, a link)."""
+    if saved == now:
+        return True
+    if key not in PATH_ARGS or not (isinstance(saved, str) and isinstance(now, str)) or not (saved and now):
+        return False
+    if saved.startswith("builtin") or now.startswith("builtin"):
+        return False
+    try:
+        return os.path.samefile(saved, now)
+    except OSError:  # one of them is gone: compare the spellings
+        return os.path.normpath(os.path.abspath(saved)) == os.path.normpath(os.path.abspath(now))
 
 
 CODE = {"solutions": "the reference code", "exercises": "your code in exercises/"}

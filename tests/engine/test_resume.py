@@ -157,3 +157,25 @@ def test_killed_run_resumes_exactly_and_eval_reads_the_checkpoint(job, pretraine
     stats = job.main([*SMALL_CLASSIFIER, "--eval", "--resume", str(tmp_path / "whole" / "checkpoint-last.pth"),
                       "--output_dir", str(tmp_path / "eval")])  # fmt: skip
     assert 0 <= stats["acc1"] <= stats["acc5"] <= 100
+
+
+def test_another_spelling_of_the_same_data_folder_is_no_change(tmp_path, monkeypatch):
+    from argparse import Namespace
+
+    from mae.engine.resume import changed_arguments
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "link").symlink_to(data)
+    monkeypatch.chdir(tmp_path)
+    saved = {"data_path": str(data), "finetune": "", "blr": 1e-3}
+    for spelling in (f"{data}/", "data", "./data/", str(tmp_path / "link"), f"{tmp_path}/x/../data"):
+        assert changed_arguments(Namespace(data_path=spelling, finetune="", blr=1e-3), saved) == [], spelling
+    other = tmp_path / "other"
+    other.mkdir()
+    assert changed_arguments(Namespace(data_path=str(other), finetune="", blr=1e-3), saved) == [
+        f"--data_path: {str(data)!r} in the checkpoint, {str(other)!r} now"
+    ]
+    assert changed_arguments(
+        Namespace(data_path="builtin", finetune="", blr=1e-3), {"data_path": "builtin:digits"}
+    )

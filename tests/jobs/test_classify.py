@@ -122,3 +122,25 @@ def test_eval_reads_the_official_fine_tuned_format(tmp_path, capsys):
         )
     with pytest.raises(ValueError, match="--eval needs --resume"):
         finetune.main([*SMALL_CLASSIFIER, "--eval", "--output_dir", str(tmp_path)])
+
+
+@pytest.mark.parametrize("job", [finetune, linprobe])
+def test_a_classifier_checkpoint_records_its_class_names_in_output_order(job, tmp_path):
+    """The names of the sorted class folders (ImageFolder's order, the official checkpoints' too), so that a
+    dataset of some of those classes can be mapped by name later (the robustness sets)."""
+    from PIL import Image
+
+    from mae.checkpoint import read_checkpoint
+
+    for split in ("train", "val"):
+        for name in ("tench", "goldfish", "n01443537"):
+            folder = tmp_path / "data" / split / name
+            folder.mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (40, 40), (40 * i, 90, 200)).save(folder / f"{i}.png")
+    out = tmp_path / "run"
+    job.main(["--model", "vit_tiny_patch8", "--input_size", "32", "--data_path", str(tmp_path / "data"), "--device",
+              "cpu", "--num_workers", "0", "--batch_size", "2", "--max_steps", "1", "--output_dir", str(out)])  # fmt: skip
+    assert read_checkpoint(out / "checkpoint-last.pth")["class_names"] == ["goldfish", "n01443537", "tench"]
+    job.main([*SMALL_CLASSIFIER, "--max_steps", "1", "--output_dir", str(tmp_path / "digits")])
+    assert read_checkpoint(tmp_path / "digits" / "checkpoint-last.pth")["class_names"] == list("0123456789")
