@@ -36,6 +36,7 @@ lint: venv
 	$(PY) scripts/check_imports.py
 	$(PY) scripts/sync_notebooks.py --check
 	$(PY) scripts/translate_notebooks.py --check
+	$(PY) scripts/translate_messages.py --check
 
 test: lint
 	OMP_NUM_THREADS=2 $(PY) -m pytest
@@ -43,10 +44,11 @@ test: lint
 	$(MAKE) notebooks-test
 
 # Every notebook, twice: nbval compares the committed outputs, then papermill runs them with other parameters.
-# The Vietnamese notebooks have the English ones' code and outputs (lint checks that); one runs here, from notebooks/vi/.
+# The Vietnamese notebooks have the English ones' code (lint checks that) and their own outputs, run in Vietnamese
+# from notebooks/vi/: nbval compares those too.
 notebooks-test: venv
 	MAE_IMPL=solutions OMP_NUM_THREADS=2 $(PY) -m pytest --nbval notebooks/[0-9][0-9]_*.ipynb \
-		notebooks/vi/10_reconstruction_and_attention.ipynb --nbval-cell-timeout=180 -p no:cacheprovider
+		notebooks/vi/[0-9][0-9]_*.ipynb --nbval-cell-timeout=180 -p no:cacheprovider
 	mkdir -p output/papermill
 	for nb in notebooks/[0-9][0-9]_*.ipynb; do \
 		OMP_NUM_THREADS=2 $(PY) -m papermill --cwd notebooks -k python3 --log-level WARNING --no-progress-bar --execution-timeout 180 \
@@ -58,10 +60,11 @@ bench: $(SETUP)
 	$(PY) benchmarks/pretrain_speed.py
 
 # Re-execute the notebooks in place (after changing them or the package), with the reference solutions; then the
-# Vietnamese ones take their new outputs.
+# Vietnamese ones take the new code and run in Vietnamese.
 notebooks: venv
 	$(PY) scripts/run_notebooks.py
 	$(PY) scripts/translate_notebooks.py
+	$(PY) scripts/run_notebooks.py notebooks/vi/[0-9][0-9]_*.ipynb
 
 # Remake the small checkpoints shipped in checkpoints/ (see checkpoints/README.md); about 80 minutes on 2 cores.
 checkpoints: $(SETUP)

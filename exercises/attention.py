@@ -33,17 +33,20 @@ class Attention(nn.Module):
         """(B, N, C) -> q, k, v, each (B, heads, N, head_dim)."""
         B, N, C = x.shape
         # EXERCISE: self.qkv(x) is (B, N, 3 * C), laid out (3, heads, head_dim): reshape to (B, N, 3, heads, head_dim), permute to (3, B, heads, N, head_dim), unbind the first axis into q, k, v
+        # BÀI TẬP: self.qkv(x) có kích thước (B, N, 3 * C), xếp theo (3, heads, head_dim): reshape thành (B, N, 3, heads, head_dim), permute thành (3, B, heads, N, head_dim), rồi unbind trục đầu tiên thành q, k, v
         raise NotImplementedError('self.qkv(x) is (B, N, 3 * C), laid out (3, heads, head_dim): reshape to (B, N, 3, heads, head_dim), permute to (3, B, heads, N, head_dim), unbind the first axis into q, k, v')
         # END EXERCISE
 
     def attention_weights(self, x):
         """(B, N, C) -> (B, heads, N, N) attention probabilities (explicit path, no dropout)."""
         # EXERCISE: q, k from self._split_heads(x); scores = (q * self.scale) @ k^T, (B, heads, N, N); softmax over the keys (the last axis)
+        # BÀI TẬP: lấy q, k từ self._split_heads(x); scores = (q * self.scale) @ k^T, kích thước (B, heads, N, N); softmax theo các key (trục cuối cùng)
         raise NotImplementedError('q, k from self._split_heads(x); scores = (q * self.scale) @ k^T, (B, heads, N, N); softmax over the keys (the last axis)')
         # END EXERCISE
 
     def forward(self, x):
         B, N, C = x.shape
         # EXERCISE: q, k, v = self._split_heads(x); fused path: F.scaled_dot_product_attention (it scales by itself); explicit path (fused_attn False): self.attn_drop(weights) @ v with the weights of attention_weights; then heads side by side (B, N, C), self.proj, self.proj_drop
+        # BÀI TẬP: q, k, v = self._split_heads(x); nhánh hợp nhất: F.scaled_dot_product_attention (hàm này tự nhân hệ số tỉ lệ); nhánh tường minh (fused_attn False): self.attn_drop(weights) @ v với các trọng số từ attention_weights; sau đó ghép các đầu cạnh nhau thành (B, N, C), rồi self.proj, self.proj_drop
         raise NotImplementedError('q, k, v = self._split_heads(x); fused path: F.scaled_dot_product_attention (it scales by itself); explicit path (fused_attn False): self.attn_drop(weights) @ v with the weights of attention_weights; then heads side by side (B, N, C), self.proj, self.proj_drop')
         # END EXERCISE

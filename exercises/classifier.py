@@ -37,6 +37,7 @@ class VisionTransformer(Encoder):
     def forward_features(self, imgs):
         """(B, C, H, W) -> one feature vector per image, (B, D)."""
         # EXERCISE: patch_embed; prepend cls_token; add the whole pos_embed (no masking now); run the blocks; global_pool: fc_norm of the mean over the PATCH tokens (not the CLS token); else: self.norm, then take the CLS token
+        # BÀI TẬP: patch_embed; thêm cls_token vào đầu; cộng toàn bộ pos_embed (lúc này không che); chạy các khối; nếu global_pool: fc_norm của trung bình các token MẢNH (không phải token CLS); nếu không: self.norm, rồi lấy token CLS
         raise NotImplementedError('patch_embed; prepend cls_token; add the whole pos_embed (no masking now); run the blocks; global_pool: fc_norm of the mean over the PATCH tokens (not the CLS token); else: self.norm, then take the CLS token')
         # END EXERCISE
 

@@ -61,5 +61,6 @@ class EncoderDecoder(Encoder):
                 f"ids_restore must have shape (B, {num_patches}), got {tuple(ids_restore.shape)}"
             )
         # EXERCISE: decoder_embed; append (L - L_visible) copies of mask_token after the visible tokens (not the CLS); unshuffle them with torch.gather(..., ids_restore); put CLS back in front; add decoder_pos_embed; decoder_blocks; decoder_norm; decoder_pred; drop the CLS token
+        # BÀI TẬP: decoder_embed; nối (L - L_visible) bản sao của mask_token vào sau các token nhìn thấy được (không tính CLS); khôi phục thứ tự bằng torch.gather(..., ids_restore); đặt CLS trở lại đầu; cộng decoder_pos_embed; decoder_blocks; decoder_norm; decoder_pred; bỏ token CLS
         raise NotImplementedError('decoder_embed; append (L - L_visible) copies of mask_token after the visible tokens (not the CLS); unshuffle them with torch.gather(..., ids_restore); put CLS back in front; add decoder_pos_embed; decoder_blocks; decoder_norm; decoder_pred; drop the CLS token')
         # END EXERCISE

@@ -66,5 +66,6 @@ class Encoder(nn.Module):
     def forward_encoder(self, imgs, mask_ratio=0.75, noise=None):
         """(B, C, H, W) -> latent (B, 1 + L_visible, D), mask (B, L), ids_restore (B, L)."""
         # EXERCISE: patch_embed; add pos_embed[:, 1:] (before masking!); random_masking; prepend cls_token + pos_embed[:, :1]; run the blocks; apply self.norm
+        # BÀI TẬP: patch_embed; cộng pos_embed[:, 1:] (TRƯỚC khi che!); random_masking; thêm cls_token + pos_embed[:, :1] vào đầu; chạy các khối; áp dụng self.norm
         raise NotImplementedError('patch_embed; add pos_embed[:, 1:] (before masking!); random_masking; prepend cls_token + pos_embed[:, :1]; run the blocks; apply self.norm')
         # END EXERCISE

@@ -44,5 +44,6 @@ def random_masking(x, mask_ratio=0.75, noise=None):
         )
     len_keep = int(L * (1 - mask_ratio))
     # EXERCISE: argsort the noise (ascending: small noise is kept), invert the permutation to get ids_restore, gather the first len_keep tokens; mask is 1 where a patch's rank in the shuffle is >= len_keep, in the ORIGINAL patch order
+    # BÀI TẬP: argsort noise (tăng dần: noise nhỏ thì được giữ), lấy hoán vị ngược để có ids_restore, gather len_keep token đầu tiên; mask bằng 1 ở những mảnh có thứ hạng trong phép xáo trộn >= len_keep, theo thứ tự mảnh BAN ĐẦU
     raise NotImplementedError("argsort the noise (ascending: small noise is kept), invert the permutation to get ids_restore, gather the first len_keep tokens; mask is 1 where a patch's rank in the shuffle is >= len_keep, in the ORIGINAL patch order")
     # END EXERCISE

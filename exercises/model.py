@@ -27,6 +27,7 @@ class MAE(EncoderDecoder):
         h, w = self.patch_embed.grid_size
         B, C = imgs.shape[:2]
         # EXERCISE: reshape to (B, C, h, p, w, p), reorder the axes "nchpwq -> nhwpqc", reshape to (B, h*w, p*p*C)
+        # BÀI TẬP: reshape thành (B, C, h, p, w, p), sắp lại các trục "nchpwq -> nhwpqc", reshape thành (B, h*w, p*p*C)
         raise NotImplementedError('reshape to (B, C, h, p, w, p), reorder the axes "nchpwq -> nhwpqc", reshape to (B, h*w, p*p*C)')
         # END EXERCISE
 
@@ -39,6 +40,7 @@ class MAE(EncoderDecoder):
             raise ValueError(f"expected patches of shape (B, {h * w}, {p * p * C}), got {tuple(x.shape)}")
         B = x.shape[0]
         # EXERCISE: the inverse of patchify: reshape to (B, h, w, p, p, C), reorder "nhwpqc -> nchpwq", reshape to (B, C, h*p, w*p)
+        # BÀI TẬP: phép ngược của patchify: reshape thành (B, h, w, p, p, C), sắp lại "nhwpqc -> nchpwq", reshape thành (B, C, h*p, w*p)
         raise NotImplementedError('the inverse of patchify: reshape to (B, h, w, p, p, C), reorder "nhwpqc -> nchpwq", reshape to (B, C, h*p, w*p)')
         # END EXERCISE
 
@@ -46,6 +48,7 @@ class MAE(EncoderDecoder):
         """Mean squared error per patch, averaged over the masked patches (mask == 1) only."""
         target = self.patchify(imgs)  # (B, L, p*p*C)
         # EXERCISE: if self.norm_pix_loss, normalise each target patch: (t - mean) / sqrt(var + 1e-6), unbiased var over the last dim; per-patch mean of (pred - target)**2; average over masked patches only
+        # BÀI TẬP: nếu self.norm_pix_loss, chuẩn hoá từng mảnh mục tiêu: (t - mean) / sqrt(var + 1e-6), var không chệch (unbiased) theo chiều cuối; trung bình của (pred - target)**2 trên mỗi mảnh; chỉ lấy trung bình trên các mảnh bị che
         raise NotImplementedError('if self.norm_pix_loss, normalise each target patch: (t - mean) / sqrt(var + 1e-6), unbiased var over the last dim; per-patch mean of (pred - target)**2; average over masked patches only')
         # END EXERCISE
 

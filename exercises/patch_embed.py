@@ -67,11 +67,13 @@ class PatchEmbed(nn.Module):
         self.grid_size = (height // patch_size, width // patch_size)  # (h, w) patches
         self.num_patches = self.grid_size[0] * self.grid_size[1]  # L
         # EXERCISE: a Conv2d named `proj` from in_chans to embed_dim whose kernel and stride are both patch_size
+        # BÀI TẬP: một Conv2d tên là `proj` từ in_chans sang embed_dim, có kernel và stride đều bằng patch_size
         raise NotImplementedError('a Conv2d named `proj` from in_chans to embed_dim whose kernel and stride are both patch_size')
         # END EXERCISE
 
     def forward(self, imgs):
         check_images(imgs, self.img_size, self.in_chans)
         # EXERCISE: apply self.proj -> (B, D, h, w), then flatten the grid and move D last -> (B, L, D)
+        # BÀI TẬP: áp dụng self.proj -> (B, D, h, w), rồi làm phẳng lưới và đưa D xuống cuối -> (B, L, D)
         raise NotImplementedError('apply self.proj -> (B, D, h, w), then flatten the grid and move D last -> (B, L, D)')
         # END EXERCISE

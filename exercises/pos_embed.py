@@ -19,6 +19,7 @@ def get_1d_sincos_pos_embed(embed_dim, positions):
     if embed_dim % 2:
         raise ValueError(f"embed_dim must be even for a 1-D sin-cos embedding, got {embed_dim}")
     # EXERCISE: frequencies omega_k = 1 / 10000 ** (k / (embed_dim / 2)) for k < embed_dim / 2; angles = positions x omega; concatenate [sin, cos]
+    # BÀI TẬP: tần số omega_k = 1 / 10000 ** (k / (embed_dim / 2)) với k < embed_dim / 2; góc = vị trí x omega; nối [sin, cos]
     raise NotImplementedError('frequencies omega_k = 1 / 10000 ** (k / (embed_dim / 2)) for k < embed_dim / 2; angles = positions x omega; concatenate [sin, cos]')
     # END EXERCISE
 
@@ -37,5 +38,6 @@ def get_2d_sincos_pos_embed(embed_dim, grid_size, cls_token=False):
         )
     grid_h, grid_w = to_2tuple(grid_size)
     # EXERCISE: rows, cols = torch.meshgrid(arange(grid_h), arange(grid_w), indexing="ij"); first half of the channels from the columns, second half from the rows; prepend a zero row if cls_token
+    # BÀI TẬP: rows, cols = torch.meshgrid(arange(grid_h), arange(grid_w), indexing="ij"); nửa đầu số kênh lấy từ các cột, nửa sau lấy từ các hàng; thêm một hàng toàn số 0 vào đầu nếu cls_token
     raise NotImplementedError('rows, cols = torch.meshgrid(arange(grid_h), arange(grid_w), indexing="ij"); first half of the channels from the columns, second half from the rows; prepend a zero row if cls_token')
     # END EXERCISE

@@ -57,6 +57,7 @@ class Block(nn.Module):
     ):
         super().__init__()
         # EXERCISE: norm1 = LayerNorm(dim, eps=layer_norm_eps), attn = Attention(...), norm2, mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop); keep these names, they are the checkpoint's keys
+        # BÀI TẬP: norm1 = LayerNorm(dim, eps=layer_norm_eps), attn = Attention(...), norm2, mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop); giữ đúng các tên này, chúng là các khoá (key) trong checkpoint
         raise NotImplementedError("norm1 = LayerNorm(dim, eps=layer_norm_eps), attn = Attention(...), norm2, mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop); keep these names, they are the checkpoint's keys")
         # END EXERCISE
         # Stochastic depth, used when fine-tuning; an identity when drop_path = 0.
@@ -64,6 +65,7 @@ class Block(nn.Module):
 
     def forward(self, x):
         # EXERCISE: pre-norm residuals: x + drop_path(attn(norm1(x))), then x + drop_path(mlp(norm2(x)))
+        # BÀI TẬP: phần dư chuẩn hoá trước (pre-norm): x + drop_path(attn(norm1(x))), rồi x + drop_path(mlp(norm2(x)))
         raise NotImplementedError('pre-norm residuals: x + drop_path(attn(norm1(x))), then x + drop_path(mlp(norm2(x)))')
         # END EXERCISE
 

@@ -5,12 +5,13 @@ from pathlib import Path
 
 import torch
 
+from . import i18n, models
 from . import impl as implementation
-from . import models
 from .checks.harness import SHOW_TRACEBACK, CheckFailed
+from .i18n import _
 
 
-def use(impl=None, seed=0, exercise=None):
+def use(impl=None, seed=0, exercise=None, lang=None):
     """Select whose code this notebook runs, seed everything, and say which it is.
 
     impl is "exercises" (your code, the default in the course) or "solutions" (the reference);
@@ -20,18 +21,21 @@ def use(impl=None, seed=0, exercise=None):
     or the reference, mae.models).
 
     A notebook started in a translation folder, notebooks/<lang>/, is moved to notebooks/, where the English one
-    runs, so that the code both share finds the same files (`../checkpoints/...`, `../output/...`).
+    runs, so that the code both share finds the same files (`../checkpoints/...`, `../output/...`), and the
+    package speaks that language (mae.i18n): the checks, hints and notices. `lang` ("en", "vi") chooses it
+    instead (papermill: -p lang vi); $MAE_LANG is the default outside a translation folder.
     """
+    i18n.set_language(lang or folder_language())  # None: $MAE_LANG, else English
     run_in_notebooks_folder()
     show_failed_checks_briefly()
     selection = implementation.select(impl, default="exercises", own_step=exercise, export=True)
     torch.manual_seed(seed)
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     name = selection.name
-    print(
-        f"Using {'your code in exercises/' if name == 'exercises' else 'the reference code in solutions/'} "
-        f"(impl={name!r})"
-    )
+    if name == "exercises":
+        print(_("Using your code in exercises/ (impl={name!r})").format(name=name))
+    else:
+        print(_("Using the reference code in solutions/ (impl={name!r})").format(name=name))
     line = implementation.describe_fallback(selection.stand_ins)
     if line:
         print(line)
@@ -60,6 +64,13 @@ def _show_failed_check(shell, etype, value, tb, tb_offset=None):
     return lines
 
 
+def folder_language():
+    """ "vi" for a notebook started in notebooks/vi/ (any translation folder of this course), else None."""
+    cwd = Path.cwd().resolve()
+    notebooks = Path(__file__).resolve().parent.parent / "notebooks"
+    return cwd.name if cwd.parent == notebooks and cwd.name in i18n.LANGUAGES else None
+
+
 def run_in_notebooks_folder():
     """If the working directory is a sub-folder of this course's notebooks/ (a translation), move to notebooks/."""
     notebooks = Path(__file__).resolve().parent.parent / "notebooks"
@@ -78,7 +89,7 @@ def fit_batch(model, imgs, steps=150, lr=1.5e-3, mask_ratio=0.75, seed=0, log_ev
     model.train()
     losses = []
     for step in range(steps):
-        loss, _, _ = model(imgs, mask_ratio=mask_ratio)
+        loss = model(imgs, mask_ratio=mask_ratio)[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -12,7 +12,7 @@ NotImplementedError) runs the reference instead: mae/models/<step>.py is loaded 
 `exercises` package, so that it builds on the steps the learner did write. A step that is written but wrong is
 never replaced: its check says what is wrong.
 
-Imports nothing of mae (the factories import it).
+Imports nothing of mae but its language (mae.i18n; the factories import this module).
 """
 
 import ast
@@ -24,6 +24,8 @@ import re
 import sys
 from pathlib import Path
 from typing import NamedTuple
+
+from .i18n import _
 
 IMPLEMENTATIONS = ("exercises", "solutions")
 # The course's steps: exercise file -> notebook number, in the order the course builds them.
@@ -124,8 +126,12 @@ def not_written_message(step):
         and node.exc.args
         and isinstance(node.exc.args[0], ast.Constant)
     ]
-    _, function, hint = min(stubs)
-    return f"not written yet (exercises/{step}.py, in {function}): {hint}"
+    function, hint = min(stubs)[1:]
+    return _("not written yet (exercises/{step}.py, in {function}): {hint}").format(
+        step=step,
+        function=function,
+        hint=_(hint),  # the hint in the learner's language, where catalogued
+    )
 
 
 def describe_fallback(steps):
@@ -138,9 +144,14 @@ def describe_fallback(steps):
         if number != previous + 1:
             runs.append(f"{start:02d}" if start == previous else f"{start:02d}-{previous:02d}")
             start = number
-    label = ", ".join(runs[:-1]) + " and " + runs[-1] if len(runs) > 1 else runs[0]
-    verb = "steps {} are" if len(steps) > 1 else "step {} is"
-    return f"{verb.format(label)} not written yet: using the reference for {', '.join(steps)}"
+    label = (
+        _("{runs} and {last}").format(runs=", ".join(runs[:-1]), last=runs[-1]) if len(runs) > 1 else runs[0]
+    )
+    if len(steps) > 1:
+        line = _("steps {numbers} are not written yet: using the reference for {steps}")
+    else:
+        line = _("step {numbers} is not written yet: using the reference for {steps}")
+    return line.format(numbers=label, steps=", ".join(steps))
 
 
 class _ExercisesFinder(importlib.abc.MetaPathFinder):
@@ -151,7 +162,7 @@ class _ExercisesFinder(importlib.abc.MetaPathFinder):
         self.folder, self.stand_ins = folder, tuple(stand_ins)
 
     def find_spec(self, fullname, path=None, target=None):
-        package, _, step = fullname.partition(".")
+        package, _dot, step = fullname.partition(".")
         if package != "exercises":
             return None
         if not step:

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from matplotlib.ticker import PercentFormatter
 
+from .attention_maps import attention_rollout, encoder_attentions
 from .data.images import denormalize
-from .models import Attention as ReferenceAttention
+from .i18n import N_, _
 from .reconstruction import masked_images, reconstruct
 
 
@@ -31,13 +32,33 @@ def _show(ax, image, title=None):
         ax.set_title(title, fontsize=9)
 
 
+# The panels of mae.reconstruction.reconstruct and the fills of mae.inpainting.compare, named in English as keys;
+# their titles are in the learner's language.
+PANELS = (
+    N_("original"),
+    N_("reconstruction"),
+    N_("reconstruction + visible"),
+    N_("mean colour"),
+    N_("biharmonic"),
+)
+
+
+def panel_title(name):
+    """A panel's key ("original", "masked 75%", "biharmonic", ...) as its title in the learner's language."""
+    if name.startswith("masked "):
+        return _("masked {ratio}").format(ratio=name.removeprefix("masked "))
+    return _(name)
+
+
 def show_patches(imgs, patch_size, highlight=None, numbers=True):
     """The image cut into a grid of patches, numbered in sequence order (row by row)."""
     image = denormalize(imgs[:1])
-    _, _, H, W = image.shape
+    H, W = image.shape[-2:]
     h, w = H // patch_size, W // patch_size
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4.8), gridspec_kw={"width_ratios": [1, 1.1]})
-    _show(left, image, f"{H}x{W} image, {h}x{w} patches of {patch_size}x{patch_size}")
+    _show(
+        left, image, _("{H}x{W} image, {h}x{w} patches of {p}x{p}").format(H=H, W=W, h=h, w=w, p=patch_size)
+    )
     for i in range(1, h):
         left.axhline(i * patch_size - 0.5, color="white", lw=0.6)
     for j in range(1, w):
@@ -57,7 +78,11 @@ def show_patches(imgs, patch_size, highlight=None, numbers=True):
     shown = min(2 * w, h * w)
     strip = F.pad(patches[:shown], (1, 1, 1, 1), value=1.0)  # white gaps
     strip = torch.cat(list(strip), dim=2)  # (C, p+2, shown*(p+2))
-    _show(right, strip, f"... read as a sequence: tokens 0 to {shown - 1} of {h * w}")
+    _show(
+        right,
+        strip,
+        _("... read as a sequence: tokens 0 to {last} of {count}").format(last=shown - 1, count=h * w),
+    )
     fig.tight_layout()
     return fig
 
@@ -76,10 +101,10 @@ def show_pos_embed_similarity(table, grid_size, positions):
     for ax, (r, c), similarity in zip(axes[0], positions, maps):
         image = ax.imshow(similarity.numpy(), cmap="viridis", vmin=low, vmax=1)
         ax.plot(c, r, marker="x", color="red")
-        ax.set_title(f"similarity to ({r}, {c})", fontsize=9)
+        ax.set_title(_("similarity to ({r}, {c})").format(r=r, c=c), fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="cosine similarity")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label=_("cosine similarity"))
     return fig
 
 
@@ -89,13 +114,17 @@ def show_masking(model, imgs, ratios, seed=0):
         imgs.shape[0], model.patch_embed.num_patches, generator=torch.Generator().manual_seed(seed)
     )
     fig, axes = plt.subplots(1, len(ratios) + 1, figsize=(2.6 * (len(ratios) + 1), 3))
-    _show(axes[0], denormalize(imgs[:1]), "original")
+    _show(axes[0], denormalize(imgs[:1]), _("original"))
     with torch.no_grad():
         for ax, ratio in zip(axes[1:], ratios):
-            _, mask, _ = model.forward_encoder(imgs[:1], mask_ratio=ratio, noise=noise[:1])
+            mask = model.forward_encoder(imgs[:1], mask_ratio=ratio, noise=noise[:1])[1]
             kept = int((mask == 0).sum())
             _show(
-                ax, masked_images(model, imgs[:1], mask), f"ratio {ratio:.2f}: {kept} of {mask.shape[1]} kept"
+                ax,
+                masked_images(model, imgs[:1], mask),
+                _("ratio {ratio:.2f}: {kept} of {count} kept").format(
+                    ratio=ratio, kept=kept, count=mask.shape[1]
+                ),
             )
     fig.tight_layout()
     return fig
@@ -117,7 +146,7 @@ def show_attention(weights, grid_size, image=None, query=0, heads=None):
     row, col = divmod(query - 1, w) if query > 0 else (None, None)
     if image is not None:
         ax = axes.pop(0)
-        _show(ax, denormalize(image[:1]), "image, query patch in red" if query > 0 else "image")
+        _show(ax, denormalize(image[:1]), _("image, query patch in red") if query > 0 else _("image"))
         if query > 0:
             p = image.shape[-1] // w
             ax.add_patch(
@@ -127,10 +156,10 @@ def show_attention(weights, grid_size, image=None, query=0, heads=None):
         shown = ax.imshow(attention.numpy(), cmap="magma", vmin=0, vmax=top)
         if query > 0:
             ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.5))
-        ax.set_title(f"head {head}", fontsize=9)
+        ax.set_title(_("head {head}").format(head=head), fontsize=9)
         ax.set_axis_off()
     fig.tight_layout()
-    fig.colorbar(shown, ax=axes, shrink=0.8, label="attention weight")
+    fig.colorbar(shown, ax=axes, shrink=0.8, label=_("attention weight"))
     return fig
 
 
@@ -144,18 +173,21 @@ def show_reconstruction(model, imgs, mask_ratio=0.75, noise=None, rows=1):
     loss, panels = reconstruct(model, imgs[:rows], mask_ratio, None if noise is None else noise[:rows])
     fig, axes = plt.subplots(rows, 4, figsize=(10, 2.7 * rows), squeeze=False)
     titles = {
-        "reconstruction": "reconstruction\n(visible patches: never trained)",
-        "reconstruction + visible": "reconstruction + visible\n(visible patches: the input)",
+        "reconstruction": _("reconstruction\n(visible patches: never trained)"),
+        "reconstruction + visible": _("reconstruction + visible\n(visible patches: the input)"),
     }
     for row in range(rows):
         for ax, (title, images) in zip(axes[row], panels.items()):
-            _show(ax, images[row], titles.get(title, title) if row == 0 else None)
+            _show(ax, images[row], titles.get(title, panel_title(title)) if row == 0 else None)
     note = (
-        "\nnormalised-pixel targets: every patch drawn with its true mean and variance, taken from the original"
+        "\n"
+        + _(
+            "normalised-pixel targets: every patch drawn with its true mean and variance, taken from the original"
+        )
         if model.norm_pix_loss
         else ""
     )
-    fig.suptitle(f"loss on masked patches {loss:.3f}{note}", fontsize=9)
+    fig.suptitle(_("loss on masked patches {loss:.3f}").format(loss=loss) + note, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -172,18 +204,22 @@ def show_inpainting(images, fills, mask, scores=None, rows=None, patch_size=8):
     rows = rows or images.shape[0]
     removed = pixel_mask(mask[:rows], images.shape[-1], patch_size)  # (rows, H, W)
     masked = torch.where(removed.unsqueeze(1), torch.full_like(images[:rows], 0.5), images[:rows])
-    columns = {"original": images, f"masked {mask[0].mean().item():.0%}": masked, **fills}
+    columns = {
+        "original": images,
+        f"masked {mask[0].mean().item():.0%}": masked,
+        **fills,
+    }  # shown by panel_title
     fig, axes = plt.subplots(rows, len(columns), figsize=(2.3 * len(columns), 2.5 * rows), squeeze=False)
     for row in range(rows):
         for ax, (name, shown) in zip(axes[row], columns.items()):
-            label = name if row == 0 else None
+            label = panel_title(name) if row == 0 else None
             if name in fills:  # every filled panel: this image's error on its removed pixels
                 error = masked_mse(shown[row : row + 1], images[row : row + 1], removed[row : row + 1])
-                label = f"{name}\nMSE {error:.4f}" if row == 0 else f"MSE {error:.4f}"
+                label = f"{panel_title(name)}\nMSE {error:.4f}" if row == 0 else f"MSE {error:.4f}"
             _show(ax, shown[row], label)
     if scores is not None:
-        fig.suptitle("error on the removed pixels (MSE, pixels in [0, 1]), over the whole set: "
-                     + ", ".join(f"{name} {mse:.4f}" for name, mse in scores.items()), fontsize=9)  # fmt: skip
+        fig.suptitle(_("error on the removed pixels (MSE, pixels in [0, 1]), over the whole set: {scores}").format(
+            scores=", ".join(f"{panel_title(name)} {mse:.4f}" for name, mse in scores.items())), fontsize=9)  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -207,16 +243,16 @@ def _tiles(patches, columns, patch_size, channels):
 def show_encoder_input(model, imgs, mask_ratio=0.75, noise=None):
     """What the encoder gets: only the visible patches, as a short sequence."""
     p, C = model.patch_embed.patch_size, model.patch_embed.in_chans
-    _, mask, ids_restore = model.forward_encoder(imgs[:1], mask_ratio=mask_ratio, noise=noise)
+    mask, ids_restore = model.forward_encoder(imgs[:1], mask_ratio=mask_ratio, noise=noise)[1:]
     pixels = model.patchify(denormalize(imgs[:1]))[0]  # (L, p*p*C)
     kept = torch.argsort(ids_restore[0])[: int((mask[0] == 0).sum())]  # ids_shuffle[:len_keep]
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.8))
-    _show(left, masked_images(model, imgs[:1], mask), f"masked {mask_ratio:.0%}")
+    _show(left, masked_images(model, imgs[:1], mask), _("masked {ratio:.0%}").format(ratio=mask_ratio))
     columns = max(1, int(len(kept) ** 0.5))
     _show(
         right,
         _tiles(pixels[kept], columns, p, C),
-        f"encoder input: {len(kept)} of {mask.shape[1]} patches (+ CLS)",
+        _("encoder input: {kept} of {count} patches (+ CLS)").format(kept=len(kept), count=mask.shape[1]),
     )
     fig.tight_layout()
     return fig
@@ -227,7 +263,7 @@ def show_unshuffle(model, imgs, mask_ratio=0.75, noise=None, shown=24):
     """The decoder's sequence before and after ids_restore: visible tokens then mask tokens, put back in place."""
     p, C = model.patch_embed.patch_size, model.patch_embed.in_chans
     h, w = model.patch_embed.grid_size
-    _, mask, ids_restore = model.forward_encoder(imgs[:1], mask_ratio=mask_ratio, noise=noise)
+    mask, ids_restore = model.forward_encoder(imgs[:1], mask_ratio=mask_ratio, noise=noise)[1:]
     pixels = model.patchify(denormalize(imgs[:1]))[0]  # (L, p*p*C)
     ids_shuffle = torch.argsort(ids_restore[0])
     len_keep = int((mask[0] == 0).sum())
@@ -236,63 +272,16 @@ def show_unshuffle(model, imgs, mask_ratio=0.75, noise=None, shown=24):
     restored = sequence[ids_restore[0]]  # the gather with ids_restore
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.5), gridspec_kw={"height_ratios": [1, 3]})
     _show(top, _tiles(sequence[:shown], shown, p, C),
-          f"decoder input, shuffled order: {len_keep} visible tokens, then {mask.shape[1] - len_keep} mask tokens (first {shown})")  # fmt: skip
-    _show(bottom, _tiles(restored, w, p, C), "after gather(..., ids_restore): every token back at its patch")
+          _("decoder input, shuffled order: {visible} visible tokens, then {masked} mask tokens (first {shown})").format(
+              visible=len_keep, masked=mask.shape[1] - len_keep, shown=shown))  # fmt: skip
+    _show(
+        bottom, _tiles(restored, w, p, C), _("after gather(..., ids_restore): every token back at its patch")
+    )
     fig.tight_layout()
     return fig
 
 
 # --------------------------------------------------------------------------- attention maps of a trained encoder
-
-
-@torch.no_grad()
-def encoder_attentions(model, imgs):
-    """Every block's attention over the whole image (no masking): a list of (B, heads, 1 + L, 1 + L).
-
-    The weights come from each block's explicit softmax path (`attention_weights`), so this
-    works whether the blocks run the fused kernel or not; the activations are the same.
-    """
-    x = model.patch_embed(imgs) + model.pos_embed[:, 1:]  # (B, L, D)
-    cls = (model.cls_token + model.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
-    x = torch.cat([cls, x], dim=1)  # (B, 1 + L, D)
-    maps = []
-    for block in model.blocks:
-        maps.append(_attention_weights_of(block.attn)(block.norm1(x)))
-        x = block(x)
-    return maps
-
-
-def _attention_weights_of(attn):
-    """`attn.attention_weights`; for an Attention written without one (check 04 accepts it), the reference's
-    on a copy of its weights, which check 04 found to compute the same function."""
-    if callable(getattr(attn, "attention_weights", None)):
-        return attn.attention_weights
-    try:
-        dim = attn.qkv.in_features
-        reference = ReferenceAttention(dim, attn.num_heads, qkv_bias=attn.qkv.bias is not None)
-        reference.load_state_dict(attn.state_dict())
-    except (AttributeError, RuntimeError) as error:
-        raise TypeError(
-            f"the attention maps need the weights of each block's attention: {type(attn).__name__} has no "
-            f"attention_weights(x) method, and its weights are not laid out as the reference's (qkv, proj, "
-            f"num_heads) to compute them from ({error})"
-        ) from None
-    return reference.eval().attention_weights
-
-
-def attention_rollout(maps):
-    """Attention rollout (Abnar & Zuidema, 2020): how much each output token draws on each input token.
-
-    Per block: average the heads, add the identity for the residual path, renormalise the
-    rows; then multiply the blocks' matrices from first to last. Returns (B, 1 + L, 1 + L).
-    """
-    rollout = None
-    for weights in maps:
-        a = weights.mean(dim=1)  # (B, N, N)
-        a = a + torch.eye(a.shape[-1])
-        a = a / a.sum(dim=-1, keepdim=True)
-        rollout = a if rollout is None else a @ rollout
-    return rollout
 
 
 def show_attention_maps(model, imgs, rows=None):
@@ -304,10 +293,10 @@ def show_attention_maps(model, imgs, rows=None):
     rollout = attention_rollout(maps)[:, 0, 1:].reshape(rows, h, w)
     fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.6 * rows), squeeze=False)
     for row in range(rows):
-        _show(axes[row, 0], denormalize(imgs[row : row + 1]), "image" if row == 0 else None)
+        _show(axes[row, 0], denormalize(imgs[row : row + 1]), _("image") if row == 0 else None)
         for ax, grid, title in (
-            (axes[row, 1], last[row], "CLS attention, last block"),
-            (axes[row, 2], rollout[row], "attention rollout"),
+            (axes[row, 1], last[row], _("CLS attention, last block")),
+            (axes[row, 2], rollout[row], _("attention rollout")),
         ):
             ax.imshow(grid.numpy(), cmap="magma")
             ax.set_axis_off()
@@ -321,15 +310,15 @@ def show_reconstruction_by_ratio(model, img, ratios=(0.5, 0.75, 0.9), seed=0):
     """One image reconstructed at several mask ratios (nested masks: the same noise for all)."""
     noise = torch.rand(1, model.patch_embed.num_patches, generator=torch.Generator().manual_seed(seed))
     fig, axes = plt.subplots(2, len(ratios) + 1, figsize=(2.5 * (len(ratios) + 1), 5.2), squeeze=False)
-    _show(axes[0, 0], denormalize(img[:1]), "original")
+    _show(axes[0, 0], denormalize(img[:1]), _("original"))
     axes[1, 0].set_axis_off()
     for column, ratio in enumerate(ratios, start=1):
-        _, panels = reconstruct(model, img[:1], ratio, noise)
-        _show(axes[0, column], panels[f"masked {ratio:.0%}"][0], f"masked {ratio:.0%}")
-        _show(axes[1, column], panels["reconstruction + visible"][0], "reconstruction + visible")
+        panels = reconstruct(model, img[:1], ratio, noise)[1]
+        _show(axes[0, column], panels[f"masked {ratio:.0%}"][0], _("masked {ratio:.0%}").format(ratio=ratio))
+        _show(axes[1, column], panels["reconstruction + visible"][0], _("reconstruction + visible"))
     if model.norm_pix_loss:
         fig.suptitle(
-            "normalised-pixel targets: de-normalised with the true patch mean and variance", fontsize=9
+            _("normalised-pixel targets: de-normalised with the true patch mean and variance"), fontsize=9
         )
     fig.tight_layout()
     return fig
@@ -338,7 +327,10 @@ def show_reconstruction_by_ratio(model, img, ratios=(0.5, 0.75, 0.9), seed=0):
 # --------------------------------------------------------------------------- accuracies
 
 
-def show_accuracies(table, xlabel="validation accuracy", xlim=(0.0, 1.0), chance=None):
+VALIDATION_ACCURACY = N_("validation accuracy")
+
+
+def show_accuracies(table, xlabel=VALIDATION_ACCURACY, xlim=(0.0, 1.0), chance=None):
     """Grouped bars of `table` = {row: {column: accuracy, or a list of accuracies, one per seed}}.
 
     One group per row, one bar per column (a column keeps its colour in every group, and a row may lack some
@@ -369,12 +361,18 @@ def show_accuracies(table, xlabel="validation accuracy", xlim=(0.0, 1.0), chance
                 ax.text(mean - spread - 0.01 * (xlim[1] - xlim[0]), y, f"{mean:.1%}", va="center", ha="right",
                         fontsize=8, color="white")  # fmt: skip
     if chance is not None:
-        ax.axvline(chance, color="grey", linestyle=":", zorder=0, label=f"chance ({chance:.0%})")
+        ax.axvline(
+            chance,
+            color="grey",
+            linestyle=":",
+            zorder=0,
+            label=_("chance ({chance:.0%})").format(chance=chance),
+        )
     ax.set_yticks(range(len(rows)), rows)
     ax.invert_yaxis()
     ax.set_xlim(*xlim)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(_(xlabel))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)  # beside the bars, hiding none
     fig.tight_layout()
     return fig

@@ -9,6 +9,7 @@ JupyterLab) shows one sentence in place of the sliders, not the widget's repr.
 import matplotlib.pyplot as plt
 import torch
 
+from .i18n import N_, _
 from .visualize import (
     masked_images,
     show_patches,
@@ -33,7 +34,7 @@ def _explorer(draw, **sliders):
 
     for slider in sliders.values():
         slider.observe(redraw, names="value")
-    hint = widgets.Label("Move a slider to draw (the static figure above shows the starting values).")
+    hint = widgets.Label(_("Move a slider to draw (the static figure above shows the starting values)."))
     return _Explorer([*sliders.values(), hint, output])
 
 
@@ -44,13 +45,13 @@ def _Explorer(children):
     class Explorer(widgets.VBox):
         def _repr_mimebundle_(self, **kwargs):
             bundle = super()._repr_mimebundle_(**kwargs)
-            bundle["text/plain"] = EXPLORER_TEXT
+            bundle["text/plain"] = _(EXPLORER_TEXT)
             return bundle
 
     return Explorer(children)
 
 
-EXPLORER_TEXT = "[Interactive explorer: run this cell in Jupyter to get its sliders.]"
+EXPLORER_TEXT = N_("[Interactive explorer: run this cell in Jupyter to get its sliders.]")
 
 
 def mask_ratio_explorer(model, imgs):
@@ -60,16 +61,21 @@ def mask_ratio_explorer(model, imgs):
     def draw(mask_ratio, seed):
         noise = torch.rand(1, model.patch_embed.num_patches, generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
-            _, mask, _ = model.forward_encoder(imgs[:1], mask_ratio=mask_ratio, noise=noise)
+            mask = model.forward_encoder(imgs[:1], mask_ratio=mask_ratio, noise=noise)[1]
         fig, ax = plt.subplots(figsize=(3.5, 3.5))
         ax.imshow(to_numpy_image(masked_images(model, imgs[:1], mask)))
-        ax.set_title(f"{int((mask == 0).sum())} of {mask.shape[1]} patches visible", fontsize=9)
+        ax.set_title(
+            _("{visible} of {count} patches visible").format(
+                visible=int((mask == 0).sum()), count=mask.shape[1]
+            ),
+            fontsize=9,
+        )
         ax.set_axis_off()
 
     return _explorer(
         draw,
-        mask_ratio=widgets.FloatSlider(value=0.75, min=0.0, max=0.95, step=0.05, description="mask ratio"),
-        seed=widgets.IntSlider(value=0, min=0, max=20, description="seed"),
+        mask_ratio=widgets.FloatSlider(value=0.75, min=0.0, max=0.95, step=0.05, description=_("mask ratio")),
+        seed=widgets.IntSlider(value=0, min=0, max=20, description=_("seed")),
     )
 
 
@@ -77,11 +83,11 @@ def patch_picker(imgs, patch_size):
     """Pick a patch index: see where it sits in the image (sequence order is row by row)."""
     import ipywidgets as widgets
 
-    _, _, H, W = imgs.shape
+    H, W = imgs.shape[-2:]
     count = (H // patch_size) * (W // patch_size)
     return _explorer(
         lambda index: show_patches(imgs, patch_size, highlight=index, numbers=False),
-        index=widgets.IntSlider(value=0, min=0, max=count - 1, description="patch"),
+        index=widgets.IntSlider(value=0, min=0, max=count - 1, description=_("patch")),
     )
 
 
@@ -92,8 +98,8 @@ def position_picker(table, grid_size):
     h, w = grid_size
     return _explorer(
         lambda row, col: show_pos_embed_similarity(table, grid_size, [(row, col)]),
-        row=widgets.IntSlider(value=h // 2, min=0, max=h - 1, description="row"),
-        col=widgets.IntSlider(value=w // 2, min=0, max=w - 1, description="col"),
+        row=widgets.IntSlider(value=h // 2, min=0, max=h - 1, description=_("row")),
+        col=widgets.IntSlider(value=w // 2, min=0, max=w - 1, description=_("col")),
     )
 
 
@@ -115,6 +121,6 @@ def reconstruction_explorer(model, imgs):
     return _explorer(
         draw,
         index=widgets.IntSlider(value=0, min=0, max=len(imgs) - 1, description="image"),
-        mask_ratio=widgets.FloatSlider(value=0.75, min=0.0, max=0.95, step=0.05, description="mask ratio"),
-        seed=widgets.IntSlider(value=0, min=0, max=20, description="seed"),
+        mask_ratio=widgets.FloatSlider(value=0.75, min=0.0, max=0.95, step=0.05, description=_("mask ratio")),
+        seed=widgets.IntSlider(value=0, min=0, max=20, description=_("seed")),
     )

@@ -1,7 +1,8 @@
 """The package's shape, measured: import cycles, layers, the longest modules and functions, who asks whose code runs.
 
-    python scripts/check_imports.py          # prints the report; exits with 1 on a cycle, a layer crossed, or a
-                                             # module over the line budget (make lint runs it)
+    python scripts/check_imports.py          # prints the report; exits with 1 on a cycle, a layer crossed, a
+                                             # module over the line budget, or a variable `_` beside gettext's
+                                             # `_` (make lint runs it)
 
 Every import in mae/ counts, at module level or inside a function. The layers (what each part may import of mae)
 are written below, as each sub-package's docstring says; a library module never imports a job.
@@ -24,7 +25,8 @@ JOBS = (
 )
 # What each part may import of mae, besides itself (the first matching prefix decides).
 LAYERS = {
-    "mae.impl": (),
+    "mae.i18n": (),  # the learner's language: anything that talks to a learner may use it
+    "mae.impl": ("mae.i18n",),
     "mae.optional": (),
     "mae.models": ("mae.impl",),
     "mae.data": (),
@@ -35,11 +37,19 @@ LAYERS = {
     "mae.evaluation": ("mae.engine.precision", "mae.models"),
     "mae.reconstruction": ("mae.data", "mae.models"),
     "mae.inpainting": ("mae.data", "mae.reconstruction"),
-    "mae.visualize": ("mae.data", "mae.models", "mae.reconstruction", "mae.inpainting"),
-    "mae.widgets": ("mae.visualize",),
+    "mae.attention_maps": ("mae.models",),
+    "mae.visualize": (
+        "mae.attention_maps",
+        "mae.data",
+        "mae.i18n",
+        "mae.models",
+        "mae.reconstruction",
+        "mae.inpainting",
+    ),
+    "mae.widgets": ("mae.i18n", "mae.visualize"),
     "mae.shifted_digits": ("mae.checkpoint", "mae.data", "mae.evaluation", "mae.models"),
-    "mae.checks": ("mae.impl", "mae.models"),
-    "mae.course": ("mae.checks", "mae.impl", "mae.models"),
+    "mae.checks": ("mae.i18n", "mae.impl", "mae.models"),
+    "mae.course": ("mae.checks", "mae.i18n", "mae.impl", "mae.models"),
     "mae": ("mae.checkpoint", "mae.impl", "mae.models"),  # the package's __init__
     **{job: ("mae",) for job in JOBS},  # a job may use anything
 }
@@ -172,13 +182,32 @@ def switch_readers(paths):
     return sorted(readers)
 
 
+def shadowed_translations(paths):
+    """'module:line' wherever a module that imports gettext's `_` (mae.i18n) also names a variable `_`: the
+    variable hides the function, and the next message raises "'int' object is not callable"."""
+    found = []
+    for name, path in paths.items():
+        tree = ast.parse(path.read_text())
+        if not any(
+            isinstance(n, ast.ImportFrom) and any(a.name == "_" for a in n.names) for n in ast.walk(tree)
+        ):
+            continue
+        found += [
+            f"{name}:{node.lineno}: a variable named _ hides the translation function (name it, or index the tuple)"
+            for node in ast.walk(tree)
+            if (isinstance(node, ast.Name) and node.id == "_" and isinstance(node.ctx, ast.Store))
+            or (isinstance(node, ast.arg) and node.arg == "_")
+        ]
+    return found
+
+
 def main():
     paths = modules()
     graph = {name: imports(name, path, paths) for name, path in paths.items()}
     # A package's __init__ importing its own modules, and those importing siblings, is not a cycle through the
     # package: `from .x import y` inside the package reads as the sibling x, never as the package itself.
     found = cycles(graph)
-    problems = layer_violations(graph)
+    problems = layer_violations(graph) + shadowed_translations(paths)
     sizes = sorted(((len(p.read_text().splitlines()), n) for n, p in paths.items()), reverse=True)
     over = [f"{name}: {lines} lines (budget {MAX_LINES})" for lines, name in sizes if lines > MAX_LINES]
     print(

@@ -9,8 +9,9 @@ For each course step, mae/models/<step>.py is the one source:
       ...reference code...
       # END EXERCISE
 
-  becomes the same markers around `raise NotImplementedError("<hint>")`, at the region's indentation; everything
-  else is copied unchanged.
+  becomes the same markers around `raise NotImplementedError("<hint>")`, at the region's indentation, with the
+  hint's Vietnamese (translations/vi/messages.po) as a `# BÀI TẬP:` line under the English; everything else is
+  copied unchanged.
 
 Both folders' __init__.py import the components that mae/models/__init__.py imports from the step modules. Run it
 after editing mae/models/; `--check` exits with 1 if a committed file differs from what it generates (CI runs that).
@@ -55,8 +56,24 @@ __all__ = [
 '''
 
 
-def make_stub(source, name):
-    """The stub text for one reference file's text."""
+def vietnamese_hints():
+    """{English hint: its Vietnamese} from translations/vi/messages.po (scripts/translate_messages.py catalogues
+    the hints with the package's messages)."""
+    from babel.messages.pofile import read_po
+
+    path = ROOT / "translations" / "vi" / "messages.po"
+    if not path.exists():
+        return {}
+    return {m.id: m.string for m in read_po(path.open("rb"), locale="vi") if m.id and m.string}
+
+
+VI_LABEL = "BÀI TẬP:"  # the Vietnamese line under each `# EXERCISE:` of a stub
+
+
+def make_stub(source, name, translated_hints=None):
+    """The stub text for one reference file's text: each region's hint in English, then in Vietnamese (one stub
+    for both editions of the course: a learner edits one exercises/ whichever notebooks they follow)."""
+    translated_hints = vietnamese_hints() if translated_hints is None else translated_hints
     out, inside = [STUB_HEADER.format(name=name)], False
     for number, line in enumerate(source.splitlines(keepends=True), start=1):
         begin = BEGIN.match(line)
@@ -64,7 +81,10 @@ def make_stub(source, name):
             if inside:
                 raise ValueError(f"mae/models/{name}:{number}: EXERCISE region opened twice")
             inside = True
-            out += [line, f"{begin['indent']}raise NotImplementedError({begin['hint']!r})\n"]
+            out.append(line)
+            if begin["hint"] in translated_hints:  # the Vietnamese learner reads the same stub
+                out.append(f"{begin['indent']}# {VI_LABEL} {translated_hints[begin['hint']]}\n")
+            out.append(f"{begin['indent']}raise NotImplementedError({begin['hint']!r})\n")
         elif END.match(line):
             if not inside:
                 raise ValueError(f"mae/models/{name}:{number}: END EXERCISE without a region")
@@ -96,10 +116,11 @@ def expected_files():
     names = "".join(f'    "{name}",\n' for name in names)
     numbers = sorted(set(STEP_NOTEBOOKS.values()))
     numbers = ", ".join(numbers[:-1]) + " and " + numbers[-1]
+    hints = vietnamese_hints()
     for step in STEP_NOTEBOOKS:
         source = (MODELS / f"{step}.py").read_text()
         files[f"solutions/{step}.py"] = SOLUTION_HEADER.format(name=f"{step}.py") + source
-        files[f"exercises/{step}.py"] = make_stub(source, f"{step}.py")
+        files[f"exercises/{step}.py"] = make_stub(source, f"{step}.py", hints)
     what = {"solutions": "The reference the course's learner reads", "exercises": "Your code for the course"}
     for folder, description in what.items():
         files[f"{folder}/__init__.py"] = PACKAGE.format(

@@ -12,7 +12,9 @@ Two runs per notebook, each in a fresh kernel with two threads:
    no output under a cell that runs a stub), not a green tick or an "equal: True" they have not earned. nbval
    executes them without comparing their output.
 
-Prints each notebook's time and any cell that took more than 5 s.
+A notebook of notebooks/<lang>/ runs from there, in its language (mae.course.use), and records the hash of its
+code cells (metadata mae.executed_code) for translate_notebooks.py --check. Prints each notebook's time and any
+cell that took more than 5 s.
 """
 
 import copy
@@ -29,6 +31,7 @@ NOTEBOOKS = ROOT / "notebooks"
 LEARNER_START = "learner-start"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_exercises import expected_files  # noqa: E402
+from translate_notebooks import EXECUTED, code_hash  # noqa: E402
 
 
 def execute(notebook, folder, impl, allow_errors=False, report=None):
@@ -76,6 +79,8 @@ def run(path):
     execute(notebook, path.parent, "solutions", report=report_slow_cells)
     for index, outputs in learner_start_outputs(notebook, path.parent).items():
         notebook.cells[index].outputs = outputs  # the execution count stays the reference run's, in order
+    if path.parent != NOTEBOOKS:  # a translation: it records what code its outputs come from
+        notebook.metadata["mae"] = {EXECUTED: code_hash(notebook)}
     nbformat.write(notebook, path)
     return time.perf_counter() - start
 
@@ -94,6 +99,7 @@ def check_stubs_untouched():
 def main(argv):
     check_stubs_untouched()
     paths = [Path(p).resolve() for p in argv] or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    # (notebooks/vi/ too: python scripts/run_notebooks.py notebooks/vi/*.ipynb, after translate_notebooks.py)
     total = 0.0
     for path in paths:
         seconds = run(path)

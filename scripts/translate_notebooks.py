@@ -1,13 +1,17 @@
 """Write the Vietnamese notebooks, notebooks/vi/, from the English ones and one translation file each.
 
 translations/vi/<notebook>.yaml has an entry per markdown cell of the English notebook, keyed by its cell id:
-`vi` is the Vietnamese text, `en` the English text it translates, `sha` a hash of that English text. All else
-(code cells, their outputs, the notebook's metadata) is the English notebook's, so both editions run the same
-code; only the Colab badge points at the Vietnamese file.
+`vi` is the Vietnamese text, `en` the English text it translates, `sha` a hash of that English text. The code
+cells and the notebook's metadata are the English notebook's, so both editions run the same code; only the Colab
+badge points at the Vietnamese file. The outputs are the Vietnamese notebook's own: it is executed in Vietnamese
+(`python scripts/run_notebooks.py notebooks/vi/...`, from notebooks/vi/, where the package speaks Vietnamese:
+checks, hints, notices, figures), which records the hash of the code it ran (metadata mae.executed_code). A
+code cell that changed in English takes the English cell and its outputs until the Vietnamese run.
 
     python scripts/translate_notebooks.py              # write notebooks/vi/
-    python scripts/translate_notebooks.py --check      # exit 1 if a translation is missing or stale, or a
-                                                       # notebook in notebooks/vi/ is not what this writes
+    python scripts/translate_notebooks.py --check      # exit 1 if a translation is missing or stale, a notebook
+                                                       # in notebooks/vi/ is not what this writes, or was not
+                                                       # executed since its code changed
     python scripts/translate_notebooks.py --todo [11]  # the cells to (re)translate, as entries to paste
 
 A stale translation (its English cell changed since) is still written, and a missing one is left in English, so
@@ -61,13 +65,32 @@ def load_translation(path):
     return load_translation_text(path.read_text()) if path.exists() else {}
 
 
+def code_hash(notebook):
+    """A hash of a notebook's code cells (ids and sources): what its outputs were computed from."""
+    code = [[cell["id"], text(cell)] for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    return hashlib.sha256(json.dumps(code).encode()).hexdigest()[:12]
+
+
+EXECUTED = "executed_code"  # the notebook metadata key, under "mae", that run_notebooks.py writes
+
+
 def translate(english, root):
-    """The translation of the English notebook at `english` (a dict), and what is missing or stale in it."""
+    """The translation of the English notebook at `english` (a dict), and what is missing or stale in it. Code
+    cells whose source the current Vietnamese notebook shares keep its outputs (its own, Vietnamese run)."""
     notebook = json.loads(english.read_text())
+    notebook["metadata"].pop("mae", None)
     entries = load_translation(translation_path(english, root))
+    current = root / "notebooks" / LANGUAGE / english.name
+    own = json.loads(current.read_text()) if current.exists() else {"cells": [], "metadata": {}}
+    ran = {cell.get("id"): cell for cell in own["cells"] if cell["cell_type"] == "code"}
     problems = []
     for cell in notebook["cells"]:
-        if cell["cell_type"] != "markdown":
+        if cell["cell_type"] == "code":
+            mine = ran.get(cell["id"])
+            if mine is not None and text(mine) == text(cell):  # its own run's outputs; the English tags
+                cell["outputs"], cell["execution_count"] = mine["outputs"], mine["execution_count"]
+                cell["metadata"].pop("execution", None)
+                cell["metadata"].update({k: v for k, v in mine["metadata"].items() if k == "execution"})
             continue
         entry = entries.get(cell["id"], {})
         if not entry.get("vi", "").strip():
@@ -87,6 +110,16 @@ def translate(english, root):
     target = f"notebooks/{LANGUAGE}/{english.name}"
     title = BADGE.sub(badge(target).replace("\\", "\\\\"), text(notebook["cells"][0]), count=1)
     notebook["cells"][0]["source"] = title.splitlines(keepends=True)
+    executed = own["metadata"].get("mae", {}).get(EXECUTED)
+    if executed:  # the widgets its outputs show are its own run's
+        notebook["metadata"]["mae"] = {EXECUTED: executed}
+        notebook["metadata"].pop("widgets", None)
+        if "widgets" in own["metadata"]:
+            notebook["metadata"]["widgets"] = own["metadata"]["widgets"]
+    if current.exists() and executed != code_hash(notebook):  # (a missing notebook is said to be missing)
+        problems.append(
+            f"not executed in {LANGUAGE} since its code changed: run python scripts/run_notebooks.py {target}"
+        )
     return notebook, problems
 
 

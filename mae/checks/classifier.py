@@ -5,20 +5,20 @@ import inspect
 import torch
 
 from .. import models as ref
+from ..i18n import N_, _
 from .harness import _call, _compare, _copy_weights, _inputs, _randomise, _same_on_other_path, learner_facing
 from .parts import CLS_NOT_EXPANDED, TINY, _earlier_steps, _images, _square_then_rectangular
 
 TINY_ENCODER_KEYS = [
     k for k in inspect.signature(ref.Encoder).parameters if k in TINY
 ]  # the classifier's share
-EXPAND_CLS_TOKEN = [
-    (CLS_NOT_EXPANDED, "expand the CLS token to the batch before torch.cat: cls_token.expand(B, -1, -1)")
-]
+EXPAND_CLS_TOKEN = N_("expand the CLS token to the batch before torch.cat: cls_token.expand(B, -1, -1)")
 
 
 def _check_classifier_on(VisionTransformer, config, seed, parts=None):
     config = {k: v for k, v in config.items() if k in TINY_ENCODER_KEYS}
     imgs = _images(config)
+    known = [(CLS_NOT_EXPANDED, _(EXPAND_CLS_TOKEN))]
     for global_pool in (True, False):
         reference = _randomise(ref.VisionTransformer(num_classes=5, global_pool=global_pool, **config), seed)
         reference.eval()
@@ -34,7 +34,7 @@ def _check_classifier_on(VisionTransformer, config, seed, parts=None):
         r = reference
         with torch.no_grad():
             want = reference.forward_features(imgs)
-            got = _call("forward_features(imgs)", yours.forward_features, imgs, known=EXPAND_CLS_TOKEN)
+            got = _call("forward_features(imgs)", yours.forward_features, imgs, known=known)
 
             def tokens(pos=True, r=reference):
                 x = r.patch_embed(imgs)
@@ -46,22 +46,22 @@ def _check_classifier_on(VisionTransformer, config, seed, parts=None):
             x = tokens()
             if global_pool:
                 mistakes = [
-                    (r.fc_norm(x.mean(dim=1)), "average the PATCH tokens only, x[:, 1:].mean(dim=1): leave the CLS token out"),
-                    (x[:, 1:].mean(dim=1), "normalise the pooled vector with self.fc_norm"),
-                    (r.fc_norm(tokens(pos=False)[:, 1:].mean(dim=1)), "add self.pos_embed (CLS row included) before the blocks"),
-                    (r.fc_norm(x[:, 0]), "global_pool=True averages the patch tokens; the CLS token is for global_pool=False"),
-                    (r.fc_norm(x[:, 1:]).mean(dim=1), "average first, then apply fc_norm: fc_norm(x[:, 1:].mean(dim=1))"),
+                    (r.fc_norm(x.mean(dim=1)), _("average the PATCH tokens only, x[:, 1:].mean(dim=1): leave the CLS token out")),
+                    (x[:, 1:].mean(dim=1), _("normalise the pooled vector with self.fc_norm")),
+                    (r.fc_norm(tokens(pos=False)[:, 1:].mean(dim=1)), _("add self.pos_embed (CLS row included) before the blocks")),
+                    (r.fc_norm(x[:, 0]), _("global_pool=True averages the patch tokens; the CLS token is for global_pool=False")),
+                    (r.fc_norm(x[:, 1:]).mean(dim=1), _("average first, then apply fc_norm: fc_norm(x[:, 1:].mean(dim=1))")),
                 ]  # fmt: skip
             else:
                 mistakes = [
-                    (x[:, 0], "apply the final LayerNorm self.norm before taking the CLS token"),
-                    (r.norm(x)[:, 1:].mean(dim=1), "global_pool=False reads the CLS token, x[:, 0]"),
-                    (r.norm(tokens(pos=False))[:, 0], "add self.pos_embed (CLS row included) before the blocks"),
+                    (x[:, 0], _("apply the final LayerNorm self.norm before taking the CLS token")),
+                    (r.norm(x)[:, 1:].mean(dim=1), _("global_pool=False reads the CLS token, x[:, 0]")),
+                    (r.norm(tokens(pos=False))[:, 0], _("add self.pos_embed (CLS row included) before the blocks")),
                 ]  # fmt: skip
             axes = ("image", "channel")
             _compare(f"forward_features (global_pool={global_pool})", got, want, axes, mistakes)
-            _compare(f"forward (global_pool={global_pool})", _call("forward(imgs)", yours, imgs, known=EXPAND_CLS_TOKEN), reference(imgs),
-                     ("image", "class"), [(want, "finish with self.head(features)")])  # fmt: skip
+            _compare(f"forward (global_pool={global_pool})", _call("forward(imgs)", yours, imgs, known=known), reference(imgs),
+                     ("image", "class"), [(want, _("finish with self.head(features)"))])  # fmt: skip
             _same_on_other_path(
                 f"forward_features (global_pool={global_pool})", yours,
                 lambda yours=yours: _call("forward_features(imgs)", yours.forward_features, imgs), want, axes,
@@ -70,5 +70,7 @@ def _check_classifier_on(VisionTransformer, config, seed, parts=None):
 
 @learner_facing
 def check_classifier(VisionTransformer: type, *, earlier_checks: dict | None = None) -> None:
-    summary = "VisionTransformer: every patch seen, CLS token (probe) or pooled patches + fc_norm (fine-tune), then head"
+    summary = _(
+        "VisionTransformer: every patch seen, CLS token (probe) or pooled patches + fc_norm (fine-tune), then head"
+    )
     _square_then_rectangular(_check_classifier_on, VisionTransformer, 70, summary, earlier_checks)

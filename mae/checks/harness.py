@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..i18n import N_, _
+
 ATOL = 1e-5
 CHECKS_FOLDER = Path(__file__).resolve().parent
 # MAE_CHECKS_TRACEBACK=1 (for course authors): a failed check raises with its whole traceback through this package.
@@ -69,7 +71,7 @@ def _learner_traceback(error):
     ]
     if not frames:
         return ""
-    lines = ["Where your code raised it:"]
+    lines = [_("Where your code raised it:")]
     for frame in frames:
         lines.append(f"  {_shown_path(frame.filename)}, line {frame.lineno}, in {frame.name}")
         if frame.line:
@@ -82,7 +84,7 @@ def _shown_path(filename):
     file's name."""
     path = Path(filename)
     if filename.startswith("<ipython-input") or "ipykernel_" in filename:
-        return "your notebook cell"
+        return _("your notebook cell")
     for parent in path.resolve().parents:
         if parent.name == "exercises":
             return f"exercises/{path.name}"
@@ -107,12 +109,20 @@ def _call(what, fn, *args, known=(), **kwargs):
         return fn(*args, **kwargs)
     except NotImplementedError as error:
         frame = traceback.extract_tb(error.__traceback__)[-1]
-        where = f"{Path(frame.filename).parent.name}/{Path(frame.filename).name}, in {frame.name}"
-        raise AssertionError(f"{what} reached code that is not written yet ({where}): {error}") from None
+        where = _("{path}, in {function}").format(
+            path=f"{Path(frame.filename).parent.name}/{Path(frame.filename).name}", function=frame.name
+        )
+        raise AssertionError(
+            _("{what} reached code that is not written yet ({where}): {error}").format(
+                what=what,
+                where=where,
+                error=_(str(error)),  # a stub's hint, in the learner's language
+            )
+        ) from None
     except Exception as error:  # the learner's own asserts included
         kind = type(error).__name__
         hints = [hint for pattern, hint in known if re.search(pattern, str(error))]
-        message = f"{what} raised {kind}: {error}" + (f"\nHint: {hints[0]}" if hints else "")
+        message = _("{what} raised {kind}: {error}").format(what=what, kind=kind, error=error) + _hint(hints)
         raise _Raised(message, kind) from error
 
 
@@ -122,15 +132,27 @@ def _tensor(what, value):
     try:
         return torch.as_tensor(value)
     except Exception:
-        raise AssertionError(f"{what} should be a tensor, got {type(value).__name__}") from None
+        raise AssertionError(
+            _("{what} should be a tensor, got {kind}").format(what=what, kind=type(value).__name__)
+        ) from None
 
 
 def _close(got, want, atol=ATOL):
     return got.shape == want.shape and torch.allclose(got.double(), want.double(), atol=atol, rtol=1e-4)
 
 
+# The names of the axes the checks compare along, in the catalogue (each is translated where it is shown).
+AXES = (N_("image"), N_("patch"), N_("channel"), N_("pixel value"), N_("batch"), N_("token"), N_("kept token"),
+        N_("class"), N_("row"), N_("column"), N_("head"), N_("query"), N_("key"))  # fmt: skip
+
+
+def _hint(hints):
+    """ "\nHint: ..." for the first of `hints`, or ""."""
+    return "\n" + _("Hint: {hint}").format(hint=hints[0]) if hints else ""
+
+
 def _where(index, axes):
-    return ", ".join(f"{name} {int(i)}" for name, i in zip(axes, index))
+    return ", ".join(f"{_(name)} {int(i)}" for name, i in zip(axes, index))
 
 
 def _compare(what, got, want, axes, mistakes=(), atol=ATOL, otherwise=None):
@@ -143,24 +165,32 @@ def _compare(what, got, want, axes, mistakes=(), atol=ATOL, otherwise=None):
     got = _tensor(what, got)
     if tuple(got.shape) != tuple(want.shape):
         hints = [hint for wrong, hint in mistakes if tuple(wrong.shape) == tuple(got.shape)]
-        message = f"{what}: expected shape {tuple(want.shape)} ({', '.join(axes)}), got {tuple(got.shape)}"
-        raise AssertionError(message + (f"\nHint: {hints[0]}" if hints else ""))
+        message = _("{what}: expected shape {expected} ({axes}), got {got}").format(
+            what=what, expected=tuple(want.shape), axes=", ".join(_(a) for a in axes), got=tuple(got.shape)
+        )
+        raise AssertionError(message + _hint(hints))
     if _close(got, want, atol):
         return
     for wrong, hint in mistakes:
         if _close(got, wrong, atol):
-            raise AssertionError(f"{what} has the wrong values. {hint}")
+            raise AssertionError(_("{what} has the wrong values. {hint}").format(what=what, hint=hint))
     hint = otherwise(got) if otherwise is not None else None
     if hint:
-        raise AssertionError(f"{what} has the wrong values. {hint}")
+        raise AssertionError(_("{what} has the wrong values. {hint}").format(what=what, hint=hint))
     if want.ndim == 0:
-        raise AssertionError(f"{what}: expected {want.item():.6f}, got {got.item():.6f}")
+        raise AssertionError(
+            _("{what}: expected {expected:.6f}, got {got:.6f}").format(
+                what=what, expected=want.item(), got=got.item()
+            )
+        )
     bad = ~torch.isclose(got.double(), want.double(), atol=atol, rtol=1e-4)
     first = bad.nonzero()[0].tolist()
     raise AssertionError(
-        f"{what}: {int(bad.sum())} of {bad.numel()} values are wrong; the first at "
-        f"{_where(first, axes)}: expected {want[tuple(first)].item():.5f}, got {got[tuple(first)].item():.5f}"
-    )
+        _("{what}: {wrong} of {count} values are wrong; the first at {where}: expected {expected:.5f}, got {got:.5f}").format(
+            what=what, wrong=int(bad.sum()), count=bad.numel(), where=_where(first, axes),
+            expected=want[tuple(first)].item(), got=got[tuple(first)].item(),
+        )
+    )  # fmt: skip
 
 
 def _copy_weights(what, reference, yours):
@@ -170,15 +200,17 @@ def _copy_weights(what, reference, yours):
     extra = [k for k in theirs if k not in ours]
     if missing or extra:
         raise AssertionError(
-            f"{what}: parameter names differ from the official ones (the checkpoints need them): "
-            f"missing {missing[:6]}, unexpected {extra[:6]}"
-        )
+            _("{what}: parameter names differ from the official ones (the checkpoints need them): missing "
+              "{missing}, unexpected {unexpected}").format(what=what, missing=missing[:6], unexpected=extra[:6])
+        )  # fmt: skip
     with torch.no_grad():
         for key, value in ours.items():
             target = theirs[key]
             if target.numel() != value.numel():
                 raise AssertionError(
-                    f"{what}: {key} should have shape {tuple(value.shape)}, got {tuple(target.shape)}"
+                    _("{what}: {key} should have shape {expected}, got {got}").format(
+                        what=what, key=key, expected=tuple(value.shape), got=tuple(target.shape)
+                    )
                 )
             target.copy_(value.reshape(target.shape))  # a Linear on unfolded patches is fine too
 
@@ -233,10 +265,13 @@ def _optional(label, run):
     try:
         run()
     except _Raised as error:
-        return f"; optional check with {label} skipped (your code raised {error.kind}; fine, the official code is square-only)"
+        return _("; optional check with {label} skipped (your code raised {kind}; fine, the official code is "
+                 "square-only)").format(label=label, kind=error.kind)  # fmt: skip
     except AssertionError as error:
-        return f"\n  ! optional, not needed by MAE: your code accepts {label} but gets it wrong: {error}"
-    return f"; {label} too"
+        return "\n  ! " + _(
+            "optional, not needed by MAE: your code accepts {label} but gets it wrong: {error}"
+        ).format(label=label, error=error)
+    return _("; {label} too").format(label=label)
 
 
 @contextlib.contextmanager
@@ -251,7 +286,7 @@ def _other_attention_path(module):
     for m in flagged:
         m.fused_attn = not m.fused_attn
     try:
-        yield f"with fused_attn={not saved[0]} in every Attention" if flagged else None
+        yield _("with fused_attn={flag} in every Attention").format(flag=not saved[0]) if flagged else None
     finally:
         for m, value in zip(flagged, saved):
             m.fused_attn = value
@@ -262,13 +297,15 @@ def _same_on_other_path(what, yours, run, want, axes):
     with _other_attention_path(yours) as path:
         if path is None:
             return
+        explicit = "=False" in path  # the flag's own spelling, the same in every language
         try:
             _compare(f"{what} {path}", run(), want, axes)
         except AssertionError as error:
-            which = "explicit path (fused_attn=False)" if "=False" in path else "fused path (fused_attn=True)"
-            raise AssertionError(
-                f"{error}\nHint: your Attention's {which} gives other results; check_attention says where"
-            ) from None
+            which = _("explicit path (fused_attn=False)") if explicit else _("fused path (fused_attn=True)")
+            hint = _("your Attention's {which} gives other results; check_attention says where").format(
+                which=which
+            )
+            raise AssertionError(f"{error}{_hint([hint])}") from None
 
 
 def _first_line(error):
@@ -284,6 +321,7 @@ def _earlier_step_must_pass(check, obj, what, runner, step):
             check(obj)
     except AssertionError as error:
         raise AssertionError(
-            f"{what} is not right yet, and {runner} runs it: {_first_line(error)} "
-            f"Fix step {step} first ({check.__name__})"
+            _(
+                "{what} is not right yet, and {runner} runs it: {first} Fix step {step} first ({check})"
+            ).format(what=what, runner=runner, first=_first_line(error), step=step, check=check.__name__)
         ) from None

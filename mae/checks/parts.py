@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .. import models as ref
+from ..i18n import N_, _
 from .attention import check_attention
 from .block import check_block
 from .harness import _call, _copy_weights, _earlier_step_must_pass, _inputs, _ok, _optional, _randomise
@@ -26,7 +27,7 @@ TINY = dict(
     mlp_ratio=2.0,
 )  # fmt: skip  a square 4 x 4 grid of 3-channel patches: what the official code takes
 TINY_RECT = {**TINY, "img_size": (16, 24), "in_chans": 2}  # optional: a 4 x 6 grid, 2 channels
-RECT = "(16, 24) images with 2 channels"
+RECT = N_("(16, 24) images with 2 channels")
 
 
 # torch.cat of a (1, 1, D) CLS token with (B, L, D) tokens: the known error of a CLS token not expanded.
@@ -52,13 +53,17 @@ def _fixed_tables(yours, reference):
             continue  # missing or misshapen: the weights' names and shapes are reported next
         if not theirs.detach().abs().any():
             raise AssertionError(
-                f"{name} is all zeros: fill it in __init__ with the 2-D sin-cos table, get_2d_sincos_pos_embed(width, "
-                f"grid_size, cls_token=True), copied into it (.data.copy_(...)); it is never trained"
+                _(
+                    "{name} is all zeros: fill it in __init__ with the 2-D sin-cos table, get_2d_sincos_pos_embed(width, "
+                    "grid_size, cls_token=True), copied into it (.data.copy_(...)); it is never trained"
+                ).format(name=name)
             )
         if theirs.requires_grad:
             raise AssertionError(
-                f"{name} is trainable: MAE's position tables are the fixed sin-cos ones; make it "
-                f"nn.Parameter(..., requires_grad=False) (as the official code) so that the optimizer leaves it alone"
+                _(
+                    "{name} is trainable: MAE's position tables are the fixed sin-cos ones; make it "
+                    "nn.Parameter(..., requires_grad=False) (as the official code) so that the optimizer leaves it alone"
+                ).format(name=name)
             )
 
 
@@ -72,7 +77,7 @@ def _square_then_rectangular(check_on, cls, seed, summary, earlier_checks=None):
     """check_on(cls, config, seed) on square images, the learner's earlier parts first (with `earlier_checks`,
     default EARLIER_CHECKS); then, optionally, on rectangular ones; the ✓ line."""
     check_on(cls, TINY, seed=seed, parts=earlier_checks or EARLIER_CHECKS)
-    _ok(summary + _optional(RECT, lambda: check_on(cls, TINY_RECT, seed=seed + 1)))
+    _ok(summary + _optional(_(RECT), lambda: check_on(cls, TINY_RECT, seed=seed + 1)))
 
 
 def _globals_used(cls, name):
@@ -111,7 +116,8 @@ def _earlier_steps(yours, checks, blocks=("blocks",), patch_embed=True, masking=
         if any(part is done for done in checked):
             continue
         checked.append(part)
-        _earlier_step_must_pass(check, part, f"your model's {role} (step {step})", "this check", step)
+        what = _("your model's {role} (step {step})").format(role=role, step=step)
+        _earlier_step_must_pass(check, part, what, _("this check"), step)
 
 
 # The checks of the parts a model takes from earlier steps (what _earlier_steps runs); a test may pass its own.

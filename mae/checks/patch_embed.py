@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import models as ref
+from ..i18n import N_, _
 from .harness import _call, _compare, _copy_weights, _inputs, _ok, _optional, _randomise, learner_facing
 
 # Square images, as the official code takes them: a 4 x 4 grid (its transpose is a different order).
@@ -20,7 +21,7 @@ def _linear_order(reference, imgs, order):
     flattening the patch in another order pairs each weight with the wrong pixel.
     """
     weight = reference.proj.weight
-    D, C, p, _ = weight.shape
+    D, C, p = weight.shape[:3]
     sizes = {"c": C, "p": p, "q": p}
     laid_out = weight.reshape(D, *(sizes[a] for a in order))  # indexed by the learner's order
     kernel = laid_out.permute(0, *(1 + order.index(a) for a in "cpq"))  # back to (D, c, p, q)
@@ -41,33 +42,33 @@ def _check_patch_embed_on(PatchEmbed, kwargs, seed):
         grid = want.reshape(2, h, w, D)
         overlapping = torch.empty(2, (h * p - p + 1) * (w * p - p + 1), D)
         mistakes = [
-            (want.transpose(1, 2), "the embedding dimension must come last: (B, L, D); did you forget .transpose(1, 2)?"),
+            (want.transpose(1, 2), _("the embedding dimension must come last: (B, L, D); did you forget .transpose(1, 2)?")),
             (grid.transpose(1, 2).reshape(2, h * w, D),
-             "the patches are in column order; patch index must run row by row: index = row * w + col "
-             "(flatten (B, D, h, w) with .flatten(2), not after swapping h and w)"),
+             _("the patches are in column order; patch index must run row by row: index = row * w + col "
+               "(flatten (B, D, h, w) with .flatten(2), not after swapping h and w)")),
             (reference.proj(imgs).reshape(2, -1, D),
-             "reshaping (B, D, h, w) straight to (B, L, D) mixes channels and positions: "
-             "flatten(2) to (B, D, L), then transpose(1, 2)"),
-            (reference.proj(imgs), "the output must be a sequence (B, L, D); flatten the (h, w) grid of patches"),
-            (overlapping, "the patches overlap: the Conv2d needs kernel_size = stride = patch_size"),
+             _("reshaping (B, D, h, w) straight to (B, L, D) mixes channels and positions: "
+               "flatten(2) to (B, D, L), then transpose(1, 2)")),
+            (reference.proj(imgs), _("the output must be a sequence (B, L, D); flatten the (h, w) grid of patches")),
+            (overlapping, _("the patches overlap: the Conv2d needs kernel_size = stride = patch_size")),
         ] + [
             (_linear_order(reference, imgs, order),
-             f"the pixels inside each patch are flattened in the wrong order ({', '.join(order)}) for proj.weight: "
-             "a Linear proj holds the Conv2d weight (D, C, p, p) flattened, so flatten each patch as (c, p, q), "
-             "channel first, as F.unfold does")
+             _("the pixels inside each patch are flattened in the wrong order ({order}) for proj.weight: "
+               "a Linear proj holds the Conv2d weight (D, C, p, p) flattened, so flatten each patch as (c, p, q), "
+               "channel first, as F.unfold does").format(order=", ".join(order)))
             for order in ("pqc", "qpc", "cqp")
         ]  # fmt: skip
-    _compare("PatchEmbed output", got, want, ("image", "patch", "channel"), mistakes)
+    _compare(_("PatchEmbed output"), got, want, ("image", "patch", "channel"), mistakes)
     _attributes_the_model_reads(yours, reference)
 
 
 # What the later steps read of a PatchEmbed (the encoder, the decoder, patchify, the figures): (name, why).
 READ_LATER = (
-    ("num_patches", "the encoder sizes its position table with it (L)"),
-    ("grid_size", "the position table and patchify are laid out on it, (h, w)"),
-    ("patch_size", "patchify and unpatchify cut the image with it"),
-    ("img_size", "patchify checks the image size with it"),
-    ("in_chans", "patchify and unpatchify need the number of channels"),
+    ("num_patches", N_("the encoder sizes its position table with it (L)")),
+    ("grid_size", N_("the position table and patchify are laid out on it, (h, w)")),
+    ("patch_size", N_("patchify and unpatchify cut the image with it")),
+    ("img_size", N_("patchify checks the image size with it")),
+    ("in_chans", N_("patchify and unpatchify need the number of channels")),
 )
 
 
@@ -76,18 +77,28 @@ def _attributes_the_model_reads(yours, reference):
     for name, why in READ_LATER:
         if not hasattr(yours, name):
             raise AssertionError(
-                f"PatchEmbed has no {name}: {why}. Set self.{name} = {getattr(reference, name)!r} (here) in __init__"
+                _("PatchEmbed has no {name}: {why}. Set self.{name} = {value} (here) in __init__").format(
+                    name=name, why=_(why), value=repr(getattr(reference, name))
+                )
             )
         value, wanted = getattr(yours, name), getattr(reference, name)
         if (tuple(value) if isinstance(value, (list, tuple)) else value) != wanted:
-            raise AssertionError(f"PatchEmbed.{name} is {value!r}, expected {wanted!r}: {why}")
+            raise AssertionError(
+                _("PatchEmbed.{name} is {value}, expected {wanted}: {why}").format(
+                    name=name, value=repr(value), wanted=repr(wanted), why=_(why)
+                )
+            )
 
 
 @learner_facing
 def check_patch_embed(PatchEmbed: type) -> None:
     _check_patch_embed_on(PatchEmbed, PATCH_EMBED, seed=10)
     note = _optional(
-        "(16, 24) images with 2 channels",
+        _("(16, 24) images with 2 channels"),
         lambda: _check_patch_embed_on(PatchEmbed, PATCH_EMBED_RECT, seed=11),
     )
-    _ok(f"PatchEmbed: (2, 3, 16, 16) images -> (2, 16, 8) tokens, row by row, as the reference{note}")
+    _ok(
+        _(
+            "PatchEmbed: (2, 3, 16, 16) images -> (2, 16, 8) tokens, row by row, as the reference{note}"
+        ).format(note=note)
+    )

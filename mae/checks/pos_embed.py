@@ -6,6 +6,7 @@ from collections.abc import Callable
 import torch
 
 from .. import models as ref
+from ..i18n import _
 from .harness import _call, _compare, _ok, _optional, _tensor, learner_facing
 
 
@@ -50,38 +51,42 @@ def _pos_embed_mistakes(dim, grid_h, grid_w, cls_token):
         return torch.cat([zero, table]) if cls_token else table
 
     # On a square grid, indexing="xy" gives the same table as swapping the halves: name both causes.
-    swapped = (
+    swapped = _(
         "the row and column halves are swapped: the first half of the channels must encode the column (w), "
         'the second the row (h). Likely cause: torch.meshgrid(..., indexing="xy") (use "ij"), or [rows, cols] '
         "concatenated instead of [cols, rows]"
     )
-    xy = 'rows and columns are mixed up: torch.meshgrid(arange(h), arange(w)) needs indexing="ij" ("xy" swaps them)'
+    xy = _(
+        'rows and columns are mixed up: torch.meshgrid(arange(h), arange(w)) needs indexing="ij" ("xy" swaps them)'
+    )
     xy_table = _sincos(dim, grid_h, grid_w, xy=True)
     mistakes = [
         (_swap_halves(want, dim), swapped),
         (cls(xy_table), xy),
         (cls(_swap_halves(xy_table, dim)), xy),
-        (_swap_halves(want, dim // 2), "sin and cos are swapped: each half is [sin(pos * omega), cos(pos * omega)], sines first"),
-        (_swap_halves(_swap_halves(want, dim), dim // 2), "both the row/column halves and the sin/cos halves are swapped"),
+        (_swap_halves(want, dim // 2), _("sin and cos are swapped: each half is [sin(pos * omega), cos(pos * omega)], sines first")),
+        (_swap_halves(_swap_halves(want, dim), dim // 2), _("both the row/column halves and the sin/cos halves are swapped")),
         (cls(_sincos(dim, grid_h, grid_w, interleave=True)),
-         "sin and cos are interleaved (sin, cos, sin, cos, ...); each half must be all the sines, then all the cosines: "
-         "torch.cat([sin, cos], dim=1), not torch.stack(..., dim=-1)"),
+         _("sin and cos are interleaved (sin, cos, sin, cos, ...); each half must be all the sines, then all the cosines: "
+           "torch.cat([sin, cos], dim=1), not torch.stack(..., dim=-1)")),
         (cls(_sincos(dim, grid_h, grid_w, denominator=dim / 2)),
-         f"the frequencies are wrong: omega_k = 1 / 10000 ** (k / {dim // 4}), dividing k by half the width of the "
-         f"1-D embedding (D/4 = {dim // 4}, as (2i) / d with d = D/2), not by its width D/2 = {dim // 2}"),
+         _("the frequencies are wrong: omega_k = 1 / 10000 ** (k / {quarter}), dividing k by half the width of the "
+           "1-D embedding (D/4 = {quarter}, as (2i) / d with d = D/2), not by its width D/2 = {half}").format(
+             quarter=dim // 4, half=dim // 2)),
         (cls(_sincos(dim, grid_h, grid_w, denominator=dim)),
-         f"the frequencies are wrong: omega_k = 1 / 10000 ** (k / {dim // 4}), dividing k by D/4 = {dim // 4}, not by the full width D = {dim}"),
+         _("the frequencies are wrong: omega_k = 1 / 10000 ** (k / {quarter}), dividing k by D/4 = {quarter}, not by the "
+           "full width D = {dim}").format(quarter=dim // 4, dim=dim)),
         (cls(_sincos(dim, grid_h, grid_w, grows=True)),
-         "the frequencies must decrease: omega_k = 1 / 10000 ** (k / (D/4)); the 1 / is missing"),
+         _("the frequencies must decrease: omega_k = 1 / 10000 ** (k / (D/4)); the 1 / is missing")),
         (cls(_sincos(dim, grid_h, grid_w, first_k=1)),
-         f"the frequencies are off by one: k runs 0 .. D/4 - 1 = {dim // 4 - 1} (torch.arange({dim // 4})), "
-         f"so the first is omega_0 = 1; you used k = 1 .. {dim // 4}"),
+         _("the frequencies are off by one: k runs 0 .. D/4 - 1 = {last} (torch.arange({quarter})), "
+           "so the first is omega_0 = 1; you used k = 1 .. {quarter}").format(last=dim // 4 - 1, quarter=dim // 4)),
     ]  # fmt: skip
     if cls_token:
         mistakes += [
-            (no_cls, "with cls_token=True, prepend one all-zero row for the CLS token"),
-            (torch.cat([no_cls[:1], no_cls]), "the CLS row must be all zeros: prepend torch.zeros(1, embed_dim)"),
-            (torch.cat([no_cls, zero]), "the CLS row goes first (position 0), not last: torch.cat([zeros, table])"),
+            (no_cls, _("with cls_token=True, prepend one all-zero row for the CLS token")),
+            (torch.cat([no_cls[:1], no_cls]), _("the CLS row must be all zeros: prepend torch.zeros(1, embed_dim)")),
+            (torch.cat([no_cls, zero]), _("the CLS row goes first (position 0), not last: torch.cat([zeros, table])")),
         ]  # fmt: skip
     return want, mistakes
 
@@ -92,8 +97,11 @@ def _check_pos_embed_on(get_2d_sincos_pos_embed, dim, grid, cls_token):
     kwargs = dict(cls_token=True) if cls_token else {}
     got = _tensor(call, _call(call, get_2d_sincos_pos_embed, dim, grid, **kwargs))
     want, mistakes = _pos_embed_mistakes(dim, grid_h, grid_w, cls_token)
-    first = "0 = CLS, then " if cls_token else ""
-    axes = (f"position ({first}row * {grid_w} + col{' + 1' if cls_token else ''})", "channel")
+    if cls_token:
+        position = _("position (0 = CLS, then row * {grid_w} + col + 1)").format(grid_w=grid_w)
+    else:
+        position = _("position (row * {grid_w} + col)").format(grid_w=grid_w)
+    axes = (position, "channel")
     _compare(call, got, want, axes, mistakes)
 
 
@@ -102,6 +110,10 @@ def check_pos_embed(get_2d_sincos_pos_embed: Callable) -> None:
     _check_pos_embed_on(get_2d_sincos_pos_embed, 16, 4, cls_token=True)
     _check_pos_embed_on(get_2d_sincos_pos_embed, 8, 3, cls_token=False)
     note = _optional(
-        "a (2, 3) grid (h, w)", lambda: _check_pos_embed_on(get_2d_sincos_pos_embed, 8, (2, 3), False)
+        _("a (2, 3) grid (h, w)"), lambda: _check_pos_embed_on(get_2d_sincos_pos_embed, 8, (2, 3), False)
     )
-    _ok(f"get_2d_sincos_pos_embed: columns then rows, [sin, cos] in each half, zero CLS row{note}")
+    _ok(
+        _("get_2d_sincos_pos_embed: columns then rows, [sin, cos] in each half, zero CLS row{note}").format(
+            note=note
+        )
+    )

@@ -10,6 +10,7 @@ import torch
 
 from .. import impl as implementation
 from .. import models as ref
+from ..i18n import _
 from .attention import check_attention
 from .block import check_block
 from .classifier import check_classifier
@@ -50,16 +51,20 @@ def run_checks(
     if name == "exercises":
         broken = implementation.syntax_errors()
         if broken:  # nothing imports until they parse: say which, and check nothing else
-            first = next(iter(broken.values())).split(" does")[0]
-            return {step: broken.get(step, f"not checked: {first} must parse first") for step in steps}
+            first = f"exercises/{next(iter(broken))}.py"
+            unchecked = _("not checked: {file} must parse first").format(file=first)
+            return {step: broken.get(step, unchecked) for step in steps}
         try:
             module = implementation.select(name).package
         except Exception as error:  # e.g. a NameError at the top of an exercise file
-            return {step: f"your exercises do not import: {type(error).__name__}: {error}" for step in steps}
+            message = _("your exercises do not import: {kind}: {error}").format(
+                kind=type(error).__name__, error=error
+            )
+            return dict.fromkeys(steps, message)
         unwritten = implementation.unwritten_steps()
     results = {}
     for step in steps:
-        _, check, attribute = checks[step]
+        check, attribute = checks[step][1:]
         if step in unwritten:
             results[step] = implementation.not_written_message(step)
             continue
@@ -75,23 +80,30 @@ def run_checks(
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Check your exercises, step by step.")
+    parser = argparse.ArgumentParser(description=_("Check your exercises, step by step."))
     parser.add_argument(
-        "steps", nargs="*", metavar="step", help=f"any of: {', '.join(CHECKS)} (default: all)"
+        "steps",
+        nargs="*",
+        metavar="step",
+        help=_("any of: {steps} (default: all)").format(steps=", ".join(CHECKS)),
     )
     parser.add_argument(
-        "--impl", choices=implementation.IMPLEMENTATIONS, help="whose code: $MAE_IMPL, else exercises"
+        "--impl", choices=implementation.IMPLEMENTATIONS, help=_("whose code: $MAE_IMPL, else exercises")
     )
     args = parser.parse_args(argv)
     unknown = [step for step in args.steps if step not in CHECKS]
     if unknown:
-        parser.error(f"unknown step(s) {', '.join(unknown)}; choose from {', '.join(CHECKS)}")
+        parser.error(
+            _("unknown step(s) {unknown}; choose from {steps}").format(
+                unknown=", ".join(unknown), steps=", ".join(CHECKS)
+            )
+        )
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     name = implementation.resolve(args.impl, default="exercises")
     try:
         results = run_checks(args.steps or None, name)
     except implementation.NoExercisesError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(_("error: {error}").format(error=error), file=sys.stderr)
         return 1
     print()
     for step, error in results.items():
@@ -104,8 +116,15 @@ def main(argv=None):
             for line in rest:
                 print(f"        {line}")
     passed = sum(error is None for error in results.values())
-    print(f"\n{passed} of {len(results)} steps pass ({name}/).")
+    print(
+        "\n"
+        + _("{passed} of {total} steps pass ({name}/).").format(passed=passed, total=len(results), name=name)
+    )
     failing = [step for step, error in results.items() if error is not None]
     if failing:
-        print(f"Next: open {name}/{failing[0]}.py (notebook {CHECKS[failing[0]][0]}).")
+        print(
+            _("Next: open {name}/{step}.py (notebook {notebook}).").format(
+                name=name, step=failing[0], notebook=CHECKS[failing[0]][0]
+            )
+        )
     return 0 if not failing else 1

@@ -115,3 +115,49 @@ def test_a_learner_opening_a_notebook_sees_what_is_true_for_them(path):
     assert all(c in marked for c in runs_yours), "a cell that runs the learner's code is theirs"
     if path.name[:2] in EXERCISE_NUMBERS:  # their step is a stub: no result, no "equal: True"
         assert all(not c["outputs"] for c in runs_yours if not c["source"][0].startswith("checks."))
+
+
+@pytest.mark.integration
+def test_papermill_lang_vi_runs_an_english_notebook_in_vietnamese(tmp_path):
+    """`papermill -p lang vi` on notebook 01 with the stubs: the notice and the failing check speak Vietnamese,
+    the hint quoted from the stub too."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "01.ipynb"
+    env = {**__import__("os").environ, "MAE_IMPL": "exercises", "OMP_NUM_THREADS": "2"}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            "--cwd",
+            str(ROOT / "notebooks"),
+            "-k",
+            "python3",
+            "--log-level",
+            "WARNING",
+            "--no-progress-bar",
+            "-p",
+            "lang",
+            "vi",
+            str(NOTEBOOKS[1]),
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )  # fmt: skip  (exits 1: the check fails on the stub)
+    nb = json.loads(out.read_text())
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    said = "".join("".join(o.get("text", [])) for o in outputs)
+    errors = [
+        o
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+        for o in c.get("outputs", [])
+        if o["output_type"] == "error"
+    ]
+    assert "Đang dùng mã của bạn trong exercises/" in said
+    assert errors and "chưa được viết (exercises/patch_embed.py, trong __init__)" in errors[0]["evalue"]
+    assert "một Conv2d tên là `proj`" in errors[0]["evalue"] and "not written" not in errors[0]["evalue"]

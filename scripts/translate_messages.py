@@ -1,0 +1,154 @@
+"""The message catalogue of what the package says to learners (mae.i18n): extracted from the code, translated in
+translations/<lang>/messages.po, compiled to mae/locale/<lang>/LC_MESSAGES/mae.mo. Babel does the reading and
+writing (the standard gettext formats); this script keeps the three in step.
+
+    python scripts/translate_messages.py           # extract, update each .po (new messages empty), compile
+    python scripts/translate_messages.py --check   # CI: fail if anything is stale or a message lacks a translation
+    python scripts/translate_messages.py --todo    # list the messages that lack a translation, per language
+
+A translation must keep its message's {fields} (a missing or misspelt field would raise, or show the wrong value).
+"""
+
+import argparse
+import gettext
+import io
+import re
+import sys
+from pathlib import Path
+
+from babel.messages.catalog import Catalog
+from babel.messages.extract import extract_from_dir
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po, write_po
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "translations" / "messages.pot"
+LANGUAGES = ("vi",)
+KEYWORDS = {"_": None, "N_": None}
+FIELD = re.compile(r"\{(\w*)[^{}]*\}")
+EXERCISE = re.compile(r"^\s*# EXERCISE: (?P<hint>.+?)\s*$")  # as scripts/make_exercises.py reads them
+
+
+def po_path(lang):
+    return ROOT / "translations" / lang / "messages.po"
+
+
+def mo_path(lang):
+    return ROOT / "mae" / "locale" / lang / "LC_MESSAGES" / "mae.mo"
+
+
+def extract():
+    """Every _("...") and N_("...") in mae/, and every `# EXERCISE: <hint>` of the reference (the hints of the
+    exercise stubs, scripts/make_exercises.py), in a catalogue with no dates or line numbers (so it only changes
+    when a message does)."""
+    catalog = Catalog(project="mae-from-scratch", charset="utf-8")
+    for filename, _lineno, message, comments, _context in extract_from_dir(
+        ROOT / "mae", method_map=[("**.py", "python")], keywords=KEYWORDS, comment_tags=("TRANSLATORS:",)
+    ):
+        catalog.add(message, locations=[(f"mae/{filename}", None)], auto_comments=comments)
+    for path in sorted((ROOT / "mae" / "models").glob("*.py")):
+        for line in path.read_text().splitlines():
+            if begin := EXERCISE.match(line):
+                catalog.add(begin["hint"], locations=[(f"mae/models/{path.name}", None)],
+                            auto_comments=["an exercise hint: the stub's comment and NotImplementedError"])  # fmt: skip
+    return catalog
+
+
+def to_bytes(catalog, **options):
+    out = io.BytesIO()
+    write_po(out, catalog, omit_header=True, sort_output=True, width=0, **options)
+    return out.getvalue()
+
+
+def updated(template, lang):
+    """The .po of `lang` with the template's messages: translations kept, new messages empty, gone ones dropped."""
+    path = po_path(lang)
+    old = read_po(path.open("rb"), locale=lang) if path.exists() else Catalog(locale=lang)
+    new = Catalog(locale=lang, project="mae-from-scratch", charset="utf-8")
+    for message in template:
+        if not message.id:
+            continue
+        before = old.get(message.id)
+        new.add(message.id, before.string if before else "", locations=message.locations,
+                auto_comments=message.auto_comments)  # fmt: skip
+    return new
+
+
+def compiled(catalog):
+    out = io.BytesIO()
+    write_mo(out, catalog)
+    return out.getvalue()
+
+
+def translations_in(mo_bytes):
+    """{message: translation} of a compiled catalogue, less its header (dates and tool versions, which differ
+    from one compilation to the next without the translations changing)."""
+    if mo_bytes is None:
+        return None
+    catalogue = gettext.GNUTranslations(io.BytesIO(mo_bytes))._catalog
+    return {k: v for k, v in catalogue.items() if k}
+
+
+def problems(catalog):
+    """Messages with no translation, and translations whose {fields} are not the message's."""
+    missing, fields = [], []
+    for message in catalog:
+        if not message.id:
+            continue
+        if not message.string:
+            missing.append(message.id)
+        elif sorted(FIELD.findall(message.id)) != sorted(FIELD.findall(message.string)):
+            fields.append(message.id)
+    return missing, fields
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; fail if anything is out of step"
+    )
+    parser.add_argument("--todo", action="store_true", help="list the messages without a translation")
+    args = parser.parse_args(argv)
+    template = extract()
+    failures = []
+    wanted = {TEMPLATE: to_bytes(template)}
+    for lang in LANGUAGES:
+        catalog = updated(template, lang)
+        wanted[po_path(lang)] = to_bytes(catalog)
+        wanted[mo_path(lang)] = compiled(catalog)
+        missing, fields = problems(catalog)
+        if args.todo or args.check:
+            for text in missing:
+                print(f"{lang}: no translation: {text!r}")
+            for text in fields:
+                print(f"{lang}: the translation's {{fields}} differ from the message's: {text!r}")
+        if missing or fields:
+            failures.append(
+                f"{lang}: {len(missing)} messages without a translation, {len(fields)} with other fields"
+            )
+    if args.todo:
+        return 0
+    for path, content in wanted.items():
+        have = path.read_bytes() if path.exists() else None
+        if have == content or (path.suffix == ".mo" and translations_in(have) == translations_in(content)):
+            continue
+        if args.check:
+            failures.append(
+                f"{path.relative_to(ROOT)} is out of step: run python scripts/translate_messages.py"
+            )
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+            print(f"wrote {path.relative_to(ROOT)}")
+    if failures:
+        print("\n".join(failures), file=sys.stderr)
+        if args.check or any("without a translation" in f or "other fields" in f for f in failures):
+            print("(translate the messages in translations/<lang>/messages.po, then run python "
+                  "scripts/translate_messages.py; --todo lists them)", file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"{len(template)} messages, translated into {', '.join(LANGUAGES)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
