@@ -25,7 +25,11 @@ def use(impl=None, seed=0, exercise=None, lang=None):
     package speaks that language (mae.i18n): the checks, hints and notices. `lang` ("en", "vi") chooses it
     instead (papermill: -p lang vi); $MAE_LANG is the default outside a translation folder.
     """
-    i18n.set_language(lang or folder_language())  # None: $MAE_LANG, else English
+    global _started_in
+    _started_in = (
+        folder_language() or _started_in
+    )  # a rerun of this cell runs in notebooks/, where we moved it
+    i18n.set_language(lang or _started_in)  # None: $MAE_LANG, else English
     run_in_notebooks_folder()
     show_failed_checks_briefly()
     selection = implementation.select(impl, default="exercises", own_step=exercise, export=True)
@@ -62,6 +66,9 @@ def _show_failed_check(shell, etype, value, tb, tb_offset=None):
         etype, value, lines
     )  # what IPython's own tracebacks go through (ipykernel: an error output)
     return lines
+
+
+_started_in = None  # the translation folder this kernel's notebook started in, once use() has moved it
 
 
 def folder_language():

@@ -169,3 +169,24 @@ def test_the_stub_a_learner_edits_has_each_hint_in_both_languages_and_the_check_
     )
     assert not_written_message("patch_embed").endswith(vi(english))
     assert i18n._("") == ""  # never the catalogue's header
+
+
+def test_running_the_use_cell_again_keeps_the_notebooks_language(monkeypatch, capsys):
+    """use() moves a notebook started in notebooks/vi/ to notebooks/: a second run of that cell (Run All again,
+    as a learner does after fixing their code) must still speak Vietnamese. Seen in JupyterLab: it did not."""
+    from mae import course
+
+    monkeypatch.delenv("MAE_LANG", raising=False)
+    monkeypatch.setattr(course, "_started_in", None)
+    monkeypatch.setenv("MAE_IMPL", "solutions")  # use() exports its choice: put it back afterwards
+    monkeypatch.chdir(ROOT / "notebooks" / "vi")
+    try:
+        course.use("solutions")
+        assert __import__("os").getcwd() == str(ROOT / "notebooks") and i18n.language() == "vi"
+        course.use("solutions")  # the same cell again, now from notebooks/
+        assert i18n.language() == "vi"
+        assert capsys.readouterr().out.count("Đang dùng mã tham chiếu") == 2
+        course.use("solutions", lang="en")  # lang says otherwise
+        assert i18n.language() == "en"
+    finally:
+        i18n.set_language(None)
