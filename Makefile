@@ -47,11 +47,11 @@ test: lint
 # The Vietnamese notebooks have the English ones' code (lint checks that) and their own outputs, run in Vietnamese
 # from notebooks/vi/: nbval compares those too.
 notebooks-test: venv
-	MAE_IMPL=solutions OMP_NUM_THREADS=2 $(PY) -m pytest --nbval notebooks/[0-9][0-9]_*.ipynb \
+	MAE_IMPL=solutions MAE_LANG=en OMP_NUM_THREADS=2 $(PY) -m pytest --nbval notebooks/[0-9][0-9]_*.ipynb \
 		notebooks/vi/[0-9][0-9]_*.ipynb --nbval-cell-timeout=180 -p no:cacheprovider
 	mkdir -p output/papermill
 	for nb in notebooks/[0-9][0-9]_*.ipynb; do \
-		OMP_NUM_THREADS=2 $(PY) -m papermill --cwd notebooks -k python3 --log-level WARNING --no-progress-bar --execution-timeout 180 \
+		MAE_LANG=en OMP_NUM_THREADS=2 $(PY) -m papermill --cwd notebooks -k python3 --log-level WARNING --no-progress-bar --execution-timeout 180 \
 			-p impl solutions -p seed 1 $$nb output/papermill/$$(basename $$nb) || exit 1; \
 	done
 

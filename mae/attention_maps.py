@@ -3,6 +3,7 @@
 
 import torch
 
+from .i18n import _
 from .models import Attention as ReferenceAttention
 
 
@@ -34,10 +35,10 @@ def _attention_weights_of(attn):
         reference.load_state_dict(attn.state_dict())
     except (AttributeError, RuntimeError) as error:
         raise TypeError(
-            f"the attention maps need the weights of each block's attention: {type(attn).__name__} has no "
-            f"attention_weights(x) method, and its weights are not laid out as the reference's (qkv, proj, "
-            f"num_heads) to compute them from ({error})"
-        ) from None
+            _("the attention maps need the weights of each block's attention: {kind} has no attention_weights(x) "
+              "method, and its weights are not laid out as the reference's (qkv, proj, num_heads) to compute them "
+              "from ({error})").format(kind=type(attn).__name__, error=error)
+        ) from None  # fmt: skip
     return reference.eval().attention_weights
 
 

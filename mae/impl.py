@@ -57,11 +57,11 @@ def exercises_folder():
     folder = CHECKOUT / "exercises"
     if not (folder / "__init__.py").is_file():
         raise NoExercisesError(
-            f"MAE_IMPL=exercises runs your exercises/, which live in the course's checkout, and this mae is not "
-            f"in one (it is installed in {CHECKOUT}, with no exercises/ beside it): there are no exercises to "
-            f"run. Clone the course and install it from there with `pip install -e .`, or use "
-            f"MAE_IMPL=solutions for the reference."
-        )
+            _("MAE_IMPL=exercises runs your exercises/, which live in the course's checkout, and this mae is not "
+              "in one (it is installed in {where}, with no exercises/ beside it): there are no exercises to "
+              "run. Clone the course and install it from there with `pip install -e .`, or use "
+              "MAE_IMPL=solutions for the reference.").format(where=CHECKOUT)
+        )  # fmt: skip
     return folder
 
 
@@ -108,7 +108,9 @@ def syntax_errors():
         try:
             ast.parse((folder / f"{step}.py").read_text(), f"exercises/{step}.py")
         except SyntaxError as error:
-            errors[step] = f"exercises/{step}.py does not parse, line {error.lineno}: {error.msg}"
+            errors[step] = _("exercises/{step}.py does not parse, line {line}: {message}").format(
+                step=step, line=error.lineno, message=error.msg
+            )
     return errors
 
 

@@ -120,7 +120,7 @@ def reconstruction_explorer(model, imgs):
 
     return _explorer(
         draw,
-        index=widgets.IntSlider(value=0, min=0, max=len(imgs) - 1, description="image"),
+        index=widgets.IntSlider(value=0, min=0, max=len(imgs) - 1, description=_("image")),
         mask_ratio=widgets.FloatSlider(value=0.75, min=0.0, max=0.95, step=0.05, description=_("mask ratio")),
         seed=widgets.IntSlider(value=0, min=0, max=20, description=_("seed")),
     )

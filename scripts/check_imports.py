@@ -37,7 +37,7 @@ LAYERS = {
     "mae.evaluation": ("mae.engine.precision", "mae.models"),
     "mae.reconstruction": ("mae.data", "mae.models"),
     "mae.inpainting": ("mae.data", "mae.reconstruction"),
-    "mae.attention_maps": ("mae.models",),
+    "mae.attention_maps": ("mae.i18n", "mae.models"),
     "mae.visualize": (
         "mae.attention_maps",
         "mae.data",
@@ -197,6 +197,9 @@ def shadowed_translations(paths):
             for node in ast.walk(tree)
             if (isinstance(node, ast.Name) and node.id == "_" and isinstance(node.ctx, ast.Store))
             or (isinstance(node, ast.arg) and node.arg == "_")
+            or (isinstance(node, ast.ExceptHandler) and node.name == "_")
+            or (isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == "_")
+            or (isinstance(node, ast.alias) and node.asname == "_" and node.name != "_")
         ]
     return found
 

@@ -64,7 +64,8 @@ def vietnamese_hints():
     path = ROOT / "translations" / "vi" / "messages.po"
     if not path.exists():
         return {}
-    return {m.id: m.string for m in read_po(path.open("rb"), locale="vi") if m.id and m.string}
+    with path.open("rb") as file:
+        return {m.id: m.string for m in read_po(file, locale="vi") if m.id and m.string and not m.fuzzy}
 
 
 VI_LABEL = "BÀI TẬP:"  # the Vietnamese line under each `# EXERCISE:` of a stub
@@ -83,7 +84,10 @@ def make_stub(source, name, translated_hints=None):
             inside = True
             out.append(line)
             if begin["hint"] in translated_hints:  # the Vietnamese learner reads the same stub
-                out.append(f"{begin['indent']}# {VI_LABEL} {translated_hints[begin['hint']]}\n")
+                one_line = " ".join(
+                    translated_hints[begin["hint"]].split()
+                )  # a comment, whatever the .po holds
+                out.append(f"{begin['indent']}# {VI_LABEL} {one_line}\n")
             out.append(f"{begin['indent']}raise NotImplementedError({begin['hint']!r})\n")
         elif END.match(line):
             if not inside:

@@ -35,7 +35,8 @@ from translate_notebooks import EXECUTED, code_hash  # noqa: E402
 
 
 def execute(notebook, folder, impl, allow_errors=False, report=None):
-    os.environ.update(MAE_IMPL=impl, OMP_NUM_THREADS="2")
+    # English unless the notebook says otherwise (the Vietnamese ones say lang = "vi"), whatever the shell's $MAE_LANG.
+    os.environ.update(MAE_IMPL=impl, OMP_NUM_THREADS="2", MAE_LANG="en")
     client = NotebookClient(
         notebook,
         timeout=int(os.environ.get("NB_TIMEOUT", 600)),

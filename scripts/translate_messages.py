@@ -13,6 +13,7 @@ import argparse
 import gettext
 import io
 import re
+import string
 import sys
 from pathlib import Path
 
@@ -25,7 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "translations" / "messages.pot"
 LANGUAGES = ("vi",)
 KEYWORDS = {"_": None, "N_": None}
-FIELD = re.compile(r"\{(\w*)[^{}]*\}")
 EXERCISE = re.compile(r"^\s*# EXERCISE: (?P<hint>.+?)\s*$")  # as scripts/make_exercises.py reads them
 
 
@@ -63,14 +63,19 @@ def to_bytes(catalog, **options):
 def updated(template, lang):
     """The .po of `lang` with the template's messages: translations kept, new messages empty, gone ones dropped."""
     path = po_path(lang)
-    old = read_po(path.open("rb"), locale=lang) if path.exists() else Catalog(locale=lang)
+    if path.exists():
+        with path.open("rb") as file:
+            old = read_po(file, locale=lang)
+    else:
+        old = Catalog(locale=lang)
     new = Catalog(locale=lang, project="mae-from-scratch", charset="utf-8")
     for message in template:
         if not message.id:
             continue
         before = old.get(message.id)
         new.add(message.id, before.string if before else "", locations=message.locations,
-                auto_comments=message.auto_comments)  # fmt: skip
+                auto_comments=message.auto_comments, user_comments=before.user_comments if before else (),
+                flags=("fuzzy",) if before and before.fuzzy else ())  # fmt: skip
     return new
 
 
@@ -89,17 +94,33 @@ def translations_in(mo_bytes):
     return {k: v for k, v in catalogue.items() if k}
 
 
+def fields(text):
+    """The {fields} of a format string as (name, conversion, format spec), sorted; None if it does not parse (a
+    stray brace would raise in str.format where the learner reads the message)."""
+    try:
+        return sorted((name, conversion or "", spec or "") for _, name, spec, conversion in string.Formatter().parse(text)
+                      if name is not None)  # fmt: skip
+    except ValueError:
+        return None
+
+
 def problems(catalog):
-    """Messages with no translation, and translations whose {fields} are not the message's."""
-    missing, fields = [], []
+    """Messages with no translation (a fuzzy one counts as none), and translations whose {fields}, with their
+    conversions and format specs, are not the message's, or that do not parse, or that span another number of
+    lines (an exercise hint is one comment line)."""
+    missing, wrong = [], []
     for message in catalog:
         if not message.id:
             continue
-        if not message.string:
+        if not message.string or message.fuzzy:
             missing.append(message.id)
-        elif sorted(FIELD.findall(message.id)) != sorted(FIELD.findall(message.string)):
-            fields.append(message.id)
-    return missing, fields
+        elif (
+            fields(message.string) is None
+            or fields(message.string) != fields(message.id)
+            or (message.string.count("\n") != message.id.count("\n"))
+        ):
+            wrong.append(message.id)
+    return missing, wrong
 
 
 def main(argv=None):
@@ -121,7 +142,7 @@ def main(argv=None):
             for text in missing:
                 print(f"{lang}: no translation: {text!r}")
             for text in fields:
-                print(f"{lang}: the translation's {{fields}} differ from the message's: {text!r}")
+                print(f"{lang}: the translation's {{fields}} or lines differ from the message's: {text!r}")
         if missing or fields:
             failures.append(
                 f"{lang}: {len(missing)} messages without a translation, {len(fields)} with other fields"

@@ -2,8 +2,8 @@
 
 translations/vi/<notebook>.yaml has an entry per markdown cell of the English notebook, keyed by its cell id:
 `vi` is the Vietnamese text, `en` the English text it translates, `sha` a hash of that English text. The code
-cells and the notebook's metadata are the English notebook's, so both editions run the same code; only the Colab
-badge points at the Vietnamese file. The outputs are the Vietnamese notebook's own: it is executed in Vietnamese
+cells and the notebook's metadata are the English notebook's, so both editions run the same code, except that the
+parameters cell says `lang = "vi"`; the Colab badge points at the Vietnamese file. The outputs are the Vietnamese notebook's own: it is executed in Vietnamese
 (`python scripts/run_notebooks.py notebooks/vi/...`, from notebooks/vi/, where the package speaks Vietnamese:
 checks, hints, notices, figures), which records the hash of the code it ran (metadata mae.executed_code). A
 code cell that changed in English takes the English cell and its outputs until the Vietnamese run.
@@ -22,6 +22,7 @@ import argparse
 import difflib
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -74,6 +75,17 @@ def code_hash(notebook):
 EXECUTED = "executed_code"  # the notebook metadata key, under "mae", that run_notebooks.py writes
 
 
+LANG_PARAMETER = re.compile(r"^lang = None(?=  #)", re.M)
+
+
+def in_this_language(parameters):
+    """The parameters cell with `lang = "vi"`: the one code difference between the editions, so that a Vietnamese
+    notebook speaks Vietnamese wherever it runs (Colab moves it to the clone's notebooks/; papermill anywhere)."""
+    if not LANG_PARAMETER.search(parameters):
+        raise ValueError("the parameters cell has no `lang = None  # ...` line to set")
+    return LANG_PARAMETER.sub(f'lang = "{LANGUAGE}"', parameters)
+
+
 def translate(english, root):
     """The translation of the English notebook at `english` (a dict), and what is missing or stale in it. Code
     cells whose source the current Vietnamese notebook shares keep its outputs (its own, Vietnamese run)."""
@@ -86,6 +98,8 @@ def translate(english, root):
     problems = []
     for cell in notebook["cells"]:
         if cell["cell_type"] == "code":
+            if "parameters" in cell["metadata"].get("tags", []):
+                cell["source"] = in_this_language(text(cell)).splitlines(keepends=True)
             mine = ran.get(cell["id"])
             if mine is not None and text(mine) == text(cell):  # its own run's outputs; the English tags
                 cell["outputs"], cell["execution_count"] = mine["outputs"], mine["execution_count"]

@@ -38,6 +38,18 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _english(monkeypatch):
+    """Every test starts in English, whatever $MAE_LANG the shell has (the tests match English messages); a test
+    that wants Vietnamese says so."""
+    from mae import i18n
+
+    monkeypatch.delenv("MAE_LANG", raising=False)
+    i18n.set_language(None)
+    yield
+    i18n.set_language(None)
+
+
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """A digits MAE checkpoint of this project's format (random weights are enough for plumbing)."""

@@ -73,7 +73,12 @@ def _learner_traceback(error):
         return ""
     lines = [_("Where your code raised it:")]
     for frame in frames:
-        lines.append(f"  {_shown_path(frame.filename)}, line {frame.lineno}, in {frame.name}")
+        lines.append(
+            "  "
+            + _("{path}, line {line}, in {function}").format(
+                path=_shown_path(frame.filename), line=frame.lineno, function=frame.name
+            )
+        )
         if frame.line:
             lines.append(f"    {frame.line.strip()}")
     return "\n".join(lines)

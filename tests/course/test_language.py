@@ -85,7 +85,7 @@ def test_a_passing_check_and_the_notices_speak_vietnamese(vietnamese, capsys):
     )
 
 
-def test_the_language_follows_the_notebook_folder_then_lang_then_mae_lang(monkeypatch, tmp_path):
+def test_the_folder_is_read_and_lang_wins_over_mae_lang(monkeypatch, tmp_path):
     from mae import course
 
     monkeypatch.delenv("MAE_LANG", raising=False)
@@ -111,7 +111,9 @@ def test_python_m_mae_checks_speaks_mae_lang():
                          capture_output=True, text=True).stdout  # fmt: skip
     english = subprocess.run([sys.executable, "-m", "mae.checks", "patch_embed"], cwd=ROOT,
                              env={**env, "MAE_LANG": "en"}, capture_output=True, text=True).stdout  # fmt: skip
-    assert "not written yet" in english and "not written yet" not in out and out.strip()
+    assert "not written yet" in english and "not written yet" not in out
+    assert "chưa được viết (exercises/patch_embed.py, trong __init__): một Conv2d tên là `proj`" in out
+    assert "0 trên 1 bước đạt (exercises/)." in out and "Tiếp theo: mở exercises/patch_embed.py" in out
 
 
 def test_figures_are_labelled_in_the_language(vietnamese):
@@ -145,16 +147,33 @@ def test_a_message_without_vietnamese_or_with_other_fields_fails_the_check(monke
     from babel.messages.catalog import Catalog
 
     catalog = Catalog(locale="vi")
-    catalog.add("{what} raised {kind}", "{what} gây lỗi {loai}")
-    assert translate_messages.problems(catalog) == ([], ["{what} raised {kind}"])
+    catalog.add("{what} raised {kind}", "{what} gây lỗi {loai}")  # a misspelt field: KeyError in .format
+    catalog.add("{what}: {error}", "{what}: {error} }")  # a stray brace: ValueError in .format
+    catalog.add("{got:.5f}", "{got}")  # the format spec lost
+    catalog.add("PatchEmbed.{name} is {value!r}", "PatchEmbed.{name} là {value}")  # the conversion lost
+    catalog.add("one line", "một\nhai")  # an exercise hint is one comment line
+    catalog.add("half done", "làm dở", flags=("fuzzy",))  # a fuzzy translation is no translation
+    catalog.add("fine {a:.2f}", "ổn {a:.2f}")
+    missing, wrong = translate_messages.problems(catalog)
+    assert missing == ["half done"]
+    assert wrong == [
+        "{what} raised {kind}",
+        "{what}: {error}",
+        "{got:.5f}",
+        "PatchEmbed.{name} is {value!r}",
+        "one line",
+    ]
 
 
-def test_the_compiled_catalogue_is_what_gettext_reads():
+def test_the_compiled_catalogue_is_the_po_files_translations():
     import gettext
 
-    mo = translate_messages.mo_path("vi").read_bytes()
-    catalogue = gettext.GNUTranslations(io.BytesIO(mo))
-    assert catalogue.gettext("original") == vi("original")
+    from babel.messages.pofile import read_po
+
+    with translate_messages.po_path("vi").open("rb") as file:
+        po = {m.id: m.string for m in read_po(file, locale="vi") if m.id}
+    mo = gettext.GNUTranslations(io.BytesIO(translate_messages.mo_path("vi").read_bytes()))
+    assert {k: v for k, v in mo._catalog.items() if k} == po and po["original"] == "ảnh gốc"
 
 
 def test_the_stub_a_learner_edits_has_each_hint_in_both_languages_and_the_check_quotes_it_in_theirs(
