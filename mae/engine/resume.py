@@ -106,9 +106,13 @@ def in_official_pretraining_groups(saved, model, optimizer):
     settings, so the tokens decay from the next step on."""
     names = {id(p): n for n, p in model.named_parameters()}
     now = [[names[id(p)] for p in group["params"]] for group in optimizer.param_groups]
-    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    then = ([n for n, p in model.named_parameters() if p.requires_grad and (p.ndim <= 1 or n.endswith("_token"))],
-            [n for n, p in model.named_parameters() if p.requires_grad and not (p.ndim <= 1 or n.endswith("_token"))])  # fmt: skip
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    earlier_no_decay = {n for n, p in trainable if p.ndim <= 1 or n.endswith("_token")}
+    then = (
+        [n for n, _p in trainable if n in earlier_no_decay],
+        [n for n, _p in trainable if n not in earlier_no_decay],
+    )
+    trainable = [n for n, _p in trainable]
     groups = saved.get("param_groups", []) if isinstance(saved, dict) else []
     if (len(now) != 2 or len(groups) != 2 or "mask_token" not in trainable or sorted(now[0] + now[1]) != sorted(trainable)
             or [len(g.get("params", ())) for g in groups] != [len(t) for t in then]

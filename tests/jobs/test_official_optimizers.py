@@ -99,11 +99,21 @@ def assert_same_state(ours, our_model, theirs, their_model):
                 assert torch.equal(torch.as_tensor(mine[key]).float(), torch.as_tensor(official[key]).float()), (name, key)  # fmt: skip
 
 
+def step(optimizer, model, loss_of):
+    optimizer.zero_grad()
+    loss_of(model).backward()
+    optimizer.step()
+
+
+def digits_loss():
+    """A classifier's cross-entropy on four fixed random 32-pixel digit-shaped images."""
+    images, labels = torch.randn(4, 1, 32, 32), torch.tensor([0, 1, 2, 3])
+    return lambda classifier: torch.nn.functional.cross_entropy(classifier(images), labels)
+
+
 def step_both(ours, our_model, theirs, their_model, loss_of):
     for optimizer, model in ((ours, our_model), (theirs, their_model)):
-        optimizer.zero_grad()
-        loss_of(model).backward()
-        optimizer.step()
+        step(optimizer, model, loss_of)
     their_params = dict(their_model.named_parameters())
     for name, param in our_model.named_parameters():
         assert torch.equal(param, their_params[name]), f"{name} differs from the official step"
@@ -141,9 +151,7 @@ def test_an_official_pretraining_optimizer_state_resumes_and_the_next_step_is_th
         return model(case["imgs"], mask_ratio=case["mask_ratio"], noise=case["noise"])[0]
 
     for _ in range(2):
-        official.zero_grad()
-        loss_of(official_model).backward()
-        official.step()
+        step(official, official_model, loss_of)
     model = mae.MAE(**case["config"]).train()
     model.load_state_dict(official_model.state_dict())
     ours = pretrain.make_optimizer(model, argparse.Namespace(weight_decay=0.05, lr=1e-3), torch.device("cpu"))
@@ -189,14 +197,8 @@ def test_fine_tuning_groups_and_state_are_the_official_ones(global_pool):
     official_model = mae.create_classifier(args.model, num_classes=10, global_pool=global_pool, img_size=32, in_chans=1)  # fmt: skip
     official_model.load_state_dict(model.state_dict())
     official = official_optimizer(official_model, official_groups, torch.optim.AdamW, lr=1e-3)
-    images, labels = torch.randn(4, 1, 32, 32), torch.tensor([0, 1, 2, 3])
-
-    def loss_of(classifier):
-        return torch.nn.functional.cross_entropy(classifier(images), labels)
-
-    official.zero_grad()
-    loss_of(official_model).backward()
-    official.step()
+    loss_of = digits_loss()
+    step(official, official_model, loss_of)
     model.load_state_dict(official_model.state_dict())
     ours.load_state_dict(as_saved_in_2021(official))
     assert_same_state(ours, model, official, official_model)
@@ -223,14 +225,8 @@ def test_linear_probing_has_the_official_lars_group_and_state():
     for name, param in official_model.named_parameters():
         param.requires_grad = name.startswith("head.")
     official = Lars(official_model.head.parameters(), lr=0.1, weight_decay=0.0)
-    images, labels = torch.randn(4, 1, 32, 32), torch.tensor([0, 1, 2, 3])
-
-    def loss_of(classifier):
-        return torch.nn.functional.cross_entropy(classifier(images), labels)
-
-    official.zero_grad()
-    loss_of(official_model).backward()
-    official.step()
+    loss_of = digits_loss()
+    step(official, official_model, loss_of)
     model.load_state_dict(official_model.state_dict())
     saved = as_saved_in_2021(official)
     assert [set(moments) for moments in saved["state"].values()] == [{"mu"}, {"mu"}]
