@@ -26,9 +26,8 @@ def use(impl=None, seed=0, exercise=None, lang=None):
     instead (papermill: -p lang vi); $MAE_LANG is the default outside a translation folder.
     """
     global _started_in
-    _started_in = (
-        folder_language() or _started_in
-    )  # a rerun of this cell runs in notebooks/, where we moved it
+    # A rerun of this cell runs in notebooks/, where the first run moved it: keep the folder it started in.
+    _started_in = folder_language() or _started_in
     i18n.set_language(lang or _started_in)  # None: $MAE_LANG, else English
     run_in_notebooks_folder()
     show_failed_checks_briefly()
@@ -62,27 +61,25 @@ def _show_failed_check(shell, etype, value, tb, tb_offset=None):
     """Show a CheckFailed as the cell's error output: the report, its first line in red, and no traceback."""
     first, *rest = value.report().splitlines()
     lines = [f"\x1b[1;31m\u2717 {first}\x1b[0m", *rest]
-    shell._showtraceback(
-        etype, value, lines
-    )  # what IPython's own tracebacks go through (ipykernel: an error output)
+    # What IPython's own tracebacks go through (in ipykernel: an error output).
+    shell._showtraceback(etype, value, lines)
     return lines
 
 
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"  # the course's, in a checkout
 _started_in = None  # the translation folder this kernel's notebook started in, once use() has moved it
 
 
 def folder_language():
     """ "vi" for a notebook started in notebooks/vi/ (any translation folder of this course), else None."""
     cwd = Path.cwd().resolve()
-    notebooks = Path(__file__).resolve().parent.parent / "notebooks"
-    return cwd.name if cwd.parent == notebooks and cwd.name in i18n.LANGUAGES else None
+    return cwd.name if cwd.parent == NOTEBOOKS and cwd.name in i18n.LANGUAGES else None
 
 
 def run_in_notebooks_folder():
     """If the working directory is a sub-folder of this course's notebooks/ (a translation), move to notebooks/."""
-    notebooks = Path(__file__).resolve().parent.parent / "notebooks"
-    if Path.cwd().resolve().parent == notebooks:
-        os.chdir(notebooks)
+    if Path.cwd().resolve().parent == NOTEBOOKS:
+        os.chdir(NOTEBOOKS)
 
 
 def fit_batch(model, imgs, steps=150, lr=1.5e-3, mask_ratio=0.75, seed=0, log_every=10):

@@ -88,10 +88,16 @@ def extract_features(model, images, batch_size=256):
 
 @torch.no_grad()
 def knn_accuracy(train_features, train_labels, test_features, test_labels, k=20, temperature=0.07):
-    """Weighted k-NN on cosine similarity (each neighbour votes exp(similarity / T)), as in DINO; returns a fraction."""
-    train, test = F.normalize(train_features.float(), dim=1), F.normalize(test_features.float(), dim=1)
+    """Weighted k-NN on cosine similarity (each neighbour votes exp(similarity / T)), as in DINO; returns a fraction.
+
+    In float64 on the CPU: in float32 two neighbours' similarities can differ by less than the matrix product's
+    rounding, which depends on the CPU's vector instructions, so the k-th neighbour (and a notebook's figure) would
+    change from one machine to another (seen: 44.8% against 44.9% on notebook 11's raw pixels)."""
+    train_features, test_features = train_features.cpu().double(), test_features.cpu().double()
+    train_labels, test_labels = train_labels.cpu(), test_labels.cpu()
+    train, test = F.normalize(train_features, dim=1), F.normalize(test_features, dim=1)
     similarity, neighbours = (test @ train.T).topk(k, dim=1)  # (N_test, k)
-    votes = torch.zeros(len(test), int(train_labels.max()) + 1, device=test.device)
+    votes = torch.zeros(len(test), int(train_labels.max()) + 1, dtype=torch.float64)
     votes.scatter_add_(1, train_labels[neighbours], (similarity / temperature).exp())
     return (votes.argmax(1) == test_labels).float().mean().item()
 

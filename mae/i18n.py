@@ -4,7 +4,9 @@ runs. Identifiers, flags and the official log formats stay English.
 Messages go through Python's gettext: `_("text with {name} fields").format(name=...)` in the code, the Vietnamese
 in translations/vi/messages.po (what a translator edits), compiled to mae/locale/vi/LC_MESSAGES/mae.mo by
 `python scripts/translate_messages.py`; CI fails when a message has no Vietnamese entry or the compiled file is
-stale. `N_` marks a message kept in a constant, translated where it is shown (`_(constant)`).
+stale. `N_` marks a message kept in a constant, translated where it is shown (`_(constant)`). Notebooks call
+`tr` (the same function: IPython rebinds `_` to the last output), whose messages the script extracts from the
+English notebooks' code cells.
 
 The language: set_language(), else $MAE_LANG, else English. mae.course.use() sets it from the notebook's folder
 (a notebook started in notebooks/vi/ speaks Vietnamese) or its `lang` parameter. Imports nothing of mae.
@@ -48,6 +50,11 @@ def _(message):
     if lang == "en" or not message:  # gettext("") is the catalogue's header, not a translation
         return message
     return _catalogue(lang).gettext(message)
+
+
+def tr(message):
+    """`_` under a name a notebook can import: in IPython `_` is the last cell's output, rebound after every cell."""
+    return _(message)
 
 
 def N_(message):

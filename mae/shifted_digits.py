@@ -14,13 +14,16 @@ import torch
 from .checkpoint import load_pretrained_encoder
 from .data.digits import digit_tensors, place_digits, shifted_batch, shifted_digits
 from .evaluation import extract_features, finetune_accuracy, knn_accuracy, probe_accuracy
+from .i18n import N_
 from .models import create_classifier
 
 ARCHITECTURE = "vit_mini_patch4"  # the encoder of checkpoints/mae_mini_shifted_digits.pth: 64 patches of 4x4
-FEATURES = ("MAE-pretrained", "random init", "raw pixels")
-STARTS = ("from the MAE encoder", "from scratch (random init)")
-PIXELS_FEW_LABELS = "raw pixels, k-NN (same 100 digits)"  # the pixels' row beside the fine-tuned ones
-FEW_LABELS = "fine-tuned, 100 labels (pixels: k-NN)"
+# The names are keys of the results and rows and columns of the figure, which shows them in the learner's language.
+FEATURES = (N_("MAE-pretrained"), N_("random init"), N_("raw pixels"))
+STARTS = (N_("from the MAE encoder"), N_("from scratch (random init)"))
+PIXELS_FEW_LABELS = N_("raw pixels, k-NN (same 100 digits)")  # the pixels' row beside the fine-tuned ones
+FEW_LABELS = N_("fine-tuned, 100 labels (pixels: k-NN)")
+FROZEN_LABELS = (N_("k-NN, 1,437 labels"), N_("linear probe, 1,437 labels"))
 
 
 def encoder(checkpoint, pretrained, num_classes=0, seed=0):
@@ -85,8 +88,9 @@ def accuracy_table(frozen_runs, finetuned):
     accuracies of `finetune` and `pixels_knn_few_labels`, one per seed. The raw pixels cannot be fine-tuned:
     their 100-label bar is k-NN on the same 100 digits.
     """
-    table = {name: {"k-NN, 1,437 labels": [run[name][0] for run in frozen_runs],
-                    "linear probe, 1,437 labels": [run[name][1] for run in frozen_runs]} for name in FEATURES}  # fmt: skip
+    knn, probe = FROZEN_LABELS
+    table = {name: {knn: [run[name][0] for run in frozen_runs], probe: [run[name][1] for run in frozen_runs]}
+             for name in FEATURES}  # fmt: skip
     for name, start in zip(FEATURES, (*STARTS, PIXELS_FEW_LABELS)):
         if start in finetuned:
             table[name][FEW_LABELS] = list(finetuned[start])

@@ -336,7 +336,8 @@ def show_accuracies(table, xlabel=VALIDATION_ACCURACY, xlim=(0.0, 1.0), chance=N
     One group per row, one bar per column (a column keeps its colour in every group, and a row may lack some
     columns). With several seeds a bar is their mean and its whisker one standard deviation each way, the
     spread `mae.shifted_digits.mean_and_spread` prints; every bar carries its value. `chance`: the accuracy of a
-    guess, drawn as a dotted line.
+    guess, drawn as a dotted line. Row and column names are keys, and are shown in the learner's language where
+    the catalogue has them (mae.shifted_digits's, a notebook's tr(...) ones).
     """
     rows = list(table)
     columns = list(dict.fromkeys(column for row in rows for column in table[row]))
@@ -352,7 +353,7 @@ def show_accuracies(table, xlabel=VALIDATION_ACCURACY, xlim=(0.0, 1.0), chance=N
             spread = values.std().item() if len(values) > 1 else 0.0
             y = i - 0.4 + height * (j + 0.5)
             ax.barh(y, mean - xlim[0], left=xlim[0], height=0.9 * height, color=f"C{j}", xerr=spread or None,
-                    capsize=3, label=None if column in labelled else column)  # fmt: skip
+                    capsize=3, label=None if column in labelled else _(column))  # fmt: skip
             labelled.add(column)
             end = mean + spread + 0.01 * (xlim[1] - xlim[0])
             if end + 0.08 * (xlim[1] - xlim[0]) < xlim[1]:  # the value after the bar, or inside it if no room
@@ -368,7 +369,7 @@ def show_accuracies(table, xlabel=VALIDATION_ACCURACY, xlim=(0.0, 1.0), chance=N
             zorder=0,
             label=_("chance ({chance:.0%})").format(chance=chance),
         )
-    ax.set_yticks(range(len(rows)), rows)
+    ax.set_yticks(range(len(rows)), [_(row) for row in rows])
     ax.invert_yaxis()
     ax.set_xlim(*xlim)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))

@@ -47,7 +47,7 @@ LAYERS = {
         "mae.inpainting",
     ),
     "mae.widgets": ("mae.i18n", "mae.visualize"),
-    "mae.shifted_digits": ("mae.checkpoint", "mae.data", "mae.evaluation", "mae.models"),
+    "mae.shifted_digits": ("mae.checkpoint", "mae.data", "mae.evaluation", "mae.i18n", "mae.models"),
     "mae.checks": ("mae.i18n", "mae.impl", "mae.models"),
     "mae.course": ("mae.checks", "mae.i18n", "mae.impl", "mae.models"),
     "mae": ("mae.checkpoint", "mae.impl", "mae.models"),  # the package's __init__

@@ -100,7 +100,9 @@ def tag_learner_start(cell):
 
 
 def write(notebook, path):
-    path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+    """As nbformat writes it (keys sorted), so that a notebook this writes and one run_notebooks.py wrote differ
+    only where their content does."""
+    path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
 
 
 def main(argv=None):

@@ -10,8 +10,10 @@ A translation must keep its message's {fields} (a missing or misspelt field woul
 """
 
 import argparse
+import ast
 import gettext
 import io
+import json
 import re
 import string
 import sys
@@ -26,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "translations" / "messages.pot"
 LANGUAGES = ("vi",)
 KEYWORDS = {"_": None, "N_": None}
+NOTEBOOK_KEYWORDS = {"tr": None}  # mae.i18n.tr: a notebook cannot use _ (IPython's last output)
 EXERCISE = re.compile(r"^\s*# EXERCISE: (?P<hint>.+?)\s*$")  # as scripts/make_exercises.py reads them
 
 
@@ -38,9 +41,10 @@ def mo_path(lang):
 
 
 def extract():
-    """Every _("...") and N_("...") in mae/, and every `# EXERCISE: <hint>` of the reference (the hints of the
-    exercise stubs, scripts/make_exercises.py), in a catalogue with no dates or line numbers (so it only changes
-    when a message does)."""
+    """Every _("...") and N_("...") in mae/, every `# EXERCISE: <hint>` of the reference (the hints of the
+    exercise stubs, scripts/make_exercises.py) and every tr("...") in the English notebooks' code cells (the
+    Vietnamese ones run the same code), in a catalogue with no dates or line numbers (so it only changes when a
+    message does)."""
     catalog = Catalog(project="mae-from-scratch", charset="utf-8")
     for filename, _lineno, message, comments, _context in extract_from_dir(
         ROOT / "mae", method_map=[("**.py", "python")], keywords=KEYWORDS, comment_tags=("TRANSLATORS:",)
@@ -51,13 +55,58 @@ def extract():
             if begin := EXERCISE.match(line):
                 catalog.add(begin["hint"], locations=[(f"mae/models/{path.name}", None)],
                             auto_comments=["an exercise hint: the stub's comment and NotImplementedError"])  # fmt: skip
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for message in notebook_messages(path):
+            catalog.add(message, locations=[(f"notebooks/{path.name}", None)],
+                        auto_comments=["a notebook's figure: a title, an axis, a legend or a row of a table"])  # fmt: skip
     return catalog
+
+
+def notebook_messages(path):
+    """The tr("...") messages of a notebook's code cells, in order, read with ast (so a tr() inside an f-string is
+    found too; IPython's %magic and !shell lines, which are not Python, are blanked first). A tr() of anything
+    but one literal string is an error: the catalogue could not hold its message."""
+    messages = []
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        lines = [
+            "" if line.lstrip().startswith(("%", "!")) else line
+            for line in "".join(cell["source"]).splitlines()
+        ]
+        found = []
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in NOTEBOOK_KEYWORDS
+            ):
+                literal = node.args[0] if len(node.args) == 1 and not node.keywords else None
+                if not (isinstance(literal, ast.Constant) and isinstance(literal.value, str)):
+                    raise ValueError(f"{path.name}, cell {cell.get('id')}: {ast.unparse(node)} is not tr() of one "
+                                     "literal string, which the catalogue needs")  # fmt: skip
+                found.append((node.lineno, node.col_offset, literal.value))
+        messages += [message for *_, message in sorted(found)]  # in the cell's order
+    return messages
+
+
+def header(catalog):
+    """The header an editor (Poedit, Lokalize, Weblate) reads, the language and encoding: fixed text, with no dates
+    or tool versions, so that the file changes only when a message does."""
+    language = f'"Language: {catalog.locale}\\n"\n' if catalog.locale else ""
+    return (
+        "# The messages of mae-from-scratch (mae.i18n). Edit the msgstr lines; then run\n"
+        "# python scripts/translate_messages.py, which keeps this file in step with the code.\n"
+        'msgid ""\nmsgstr ""\n"Project-Id-Version: mae-from-scratch\\n"\n'
+        f'{language}"MIME-Version: 1.0\\n"\n"Content-Type: text/plain; charset=UTF-8\\n"\n'
+        '"Content-Transfer-Encoding: 8bit\\n"\n\n'
+    )
 
 
 def to_bytes(catalog, **options):
     out = io.BytesIO()
     write_po(out, catalog, omit_header=True, sort_output=True, width=0, **options)
-    return out.getvalue()
+    return header(catalog).encode() + out.getvalue()
 
 
 def updated(template, lang):

@@ -99,7 +99,10 @@ def translate(english, root):
     for cell in notebook["cells"]:
         if cell["cell_type"] == "code":
             if "parameters" in cell["metadata"].get("tags", []):
-                cell["source"] = in_this_language(text(cell)).splitlines(keepends=True)
+                try:
+                    cell["source"] = in_this_language(text(cell)).splitlines(keepends=True)
+                except ValueError as error:  # written in English, and said: --check fails
+                    problems.append(f"cell {cell['id']}: {error}")
             mine = ran.get(cell["id"])
             if mine is not None and text(mine) == text(cell):  # its own run's outputs; the English tags
                 cell["outputs"], cell["execution_count"] = mine["outputs"], mine["execution_count"]

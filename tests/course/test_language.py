@@ -127,6 +127,50 @@ def test_figures_are_labelled_in_the_language(vietnamese):
     assert titles[0] == vi("original") and "kept" not in titles[1]
 
 
+def test_the_accuracy_figure_shows_its_rows_and_columns_in_the_language_and_keeps_unknown_names(vietnamese):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mae import shifted_digits as study
+    from mae import visualize
+
+    table = study.accuracy_table([{name: (0.5, 0.6) for name in study.FEATURES}], {study.STARTS[0]: [0.9]})
+    table["a learner's own row"] = {"k-NN": 0.4}
+    fig = visualize.show_accuracies(table, chance=0.1)
+    rows = [label.get_text() for label in fig.axes[0].get_yticklabels()]
+    assert rows == [vi("MAE-pretrained"), vi("random init"), vi("raw pixels"), "a learner's own row"]
+    legend = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    assert vi("linear probe, 1,437 labels") in legend and "k-NN" in legend
+
+
+def test_a_notebooks_tr_messages_are_extracted_in_order_f_strings_included_and_a_tr_of_a_variable_is_refused(
+    tmp_path,
+):
+    import json
+
+    cells = [
+        {"cell_type": "code", "source": ["%load_ext autoreload\n", 'ax.set_xlabel(tr("step"))\n']},
+        {"cell_type": "markdown", "source": ['tr("not code")']},
+        {
+            "cell_type": "code",
+            "source": ["!ls\n", 'title = f"{tr(\'inside\')}"; legend = tr("loss")  # _("no")\n'],
+        },
+    ]
+    path = tmp_path / "99_x.ipynb"
+    path.write_text(json.dumps({"cells": cells}))
+    assert translate_messages.notebook_messages(path) == ["step", "inside", "loss"]
+    cells.append({"cell_type": "code", "id": "c4", "source": ["ax.set_title(tr(name))"]})
+    path.write_text(json.dumps({"cells": cells}))
+    with pytest.raises(
+        ValueError, match=r"99_x.ipynb, cell c4: tr\(name\) is not tr\(\) of one literal string"
+    ):
+        translate_messages.notebook_messages(path)
+    notebooks = translate_messages.extract()
+    assert "notebooks/11_linear_probe_and_knn.ipynb" in [
+        where for where, _ in notebooks["CLS token"].locations
+    ]
+
+
 def test_every_message_has_its_vietnamese_with_the_same_fields():
     assert translate_messages.main(["--check"]) == 0
 
@@ -174,6 +218,11 @@ def test_the_compiled_catalogue_is_the_po_files_translations():
         po = {m.id: m.string for m in read_po(file, locale="vi") if m.id}
     mo = gettext.GNUTranslations(io.BytesIO(translate_messages.mo_path("vi").read_bytes()))
     assert {k: v for k, v in mo._catalog.items() if k} == po and po["original"] == "ảnh gốc"
+    with translate_messages.po_path("vi").open(
+        "rb"
+    ) as file:  # the header an editor reads: language, encoding
+        headers = dict(read_po(file).mime_headers)
+    assert headers["Language"] == "vi" and headers["Content-Type"].lower() == "text/plain; charset=utf-8"
 
 
 def test_the_stub_a_learner_edits_has_each_hint_in_both_languages_and_the_check_quotes_it_in_theirs(

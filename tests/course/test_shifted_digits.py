@@ -10,7 +10,7 @@ from helpers import ROOT
 
 import mae
 from mae import shifted_digits as study
-from mae.evaluation import finetune_accuracy
+from mae.evaluation import finetune_accuracy, knn_accuracy
 
 
 def test_finetune_accuracy_learns_and_repeats_itself():
@@ -91,3 +91,13 @@ def test_the_accuracy_figure_draws_each_mean_with_its_spread():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_knn_tells_apart_neighbours_closer_than_float32_can():
+    """Cosines of 1 - 2e-8 and 1 - 5e-9 are both 1.0 in float32, where topk would take the first (the wrong class);
+    knn_accuracy computes in float64, so its answer does not depend on the CPU's rounding."""
+    train = torch.tensor([[1.0, 2e-4], [1.0, 1e-4], [0.0, 1.0]])
+    assert (
+        knn_accuracy(train, torch.tensor([1, 0, 2]), torch.tensor([[1.0, 0.0]]), torch.tensor([0]), k=1)
+        == 1.0
+    )

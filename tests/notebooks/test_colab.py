@@ -124,3 +124,39 @@ def test_the_colab_cell_does_nothing_outside_colab(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     exec(compile(sync_notebooks.colab_cell(), "colab-cell", "exec"), {})
     assert Path(os.getcwd()) == tmp_path
+
+
+def test_a_vietnamese_notebook_in_colab_speaks_vietnamese(tmp_path, course_repository, monkeypatch, capsys):
+    """Colab opens notebooks/vi/03 from GitHub in /content; its set-up cell moves the kernel to the clone's
+    notebooks/ (not vi/), so the language comes from the parameters cell: its check speaks Vietnamese."""
+    from mae import i18n
+
+    content = tmp_path / "content"
+    content.mkdir()
+    cells = json.loads((ROOT / "notebooks" / "vi" / "03_random_masking.ipynb").read_text())["cells"]
+    source = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    _, cwd = run_cell(source[0], content, course_repository, monkeypatch, FakeColab(content))
+    assert cwd.name == "notebooks" and cwd.parent.name == "mae-from-scratch"
+    parameters = next(s for s in source if s.startswith("# Parameters"))
+    namespace = {}
+    exec(parameters, namespace)
+    assert namespace["lang"] == "vi"
+    monkeypatch.setattr(i18n, "_chosen", None)
+    monkeypatch.setenv(
+        "MAE_IMPL", "exercises"
+    )  # as on Colab (the default); use() exports it: undone afterwards
+    from mae import impl
+    from mae.checks import CheckFailed, check_random_masking
+    from mae.course import use
+
+    before = impl.active()
+    try:
+        use(namespace["impl"], namespace["seed"], lang=namespace["lang"], exercise="masking")
+        assert "Đang dùng mã của bạn trong exercises/" in capsys.readouterr().out
+        with pytest.raises(CheckFailed) as failed:
+            check_random_masking(lambda x, mask_ratio, noise=None: (x, None, None))  # a learner's first try
+        assert failed.value.report() == "mask phải là một tensor, nhưng nhận được NoneType"
+        assert i18n.language() == "vi"
+    finally:
+        i18n.set_language(None)
+        impl.select(before)  # the tests after this one build the same models

@@ -13,6 +13,7 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 LEARNER_START = "learner-start"
 EXERCISE_NUMBERS = ("01", "02", "03", "04", "05", "06", "07", "08", "12")
+VIETNAMESE = sorted((ROOT / "notebooks" / "vi").glob("[0-9][0-9]_*.ipynb"))
 EXERCISE_NOTEBOOKS = [p for p in NOTEBOOKS if p.name[:2] in EXERCISE_NUMBERS]
 
 
@@ -91,26 +92,42 @@ def test_a_learner_with_the_stub_sees_a_helpful_failure(monkeypatch):
     )
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def said(lang, message, **fields):
+    """What the package prints for `message` in `lang` (the catalogue's translation, its fields filled)."""
+    from mae import i18n
+
+    i18n.set_language(lang)
+    try:
+        return i18n._(message).format(**fields)
+    finally:
+        i18n.set_language(None)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + VIETNAMESE, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_a_learner_opening_a_notebook_sees_what_is_true_for_them(path):
     """The committed outputs of the cells that depend on the learner's code are those of the untouched stubs: their
-    code runs, no step is written yet, and a check cell says which function is still the stub."""
+    code runs, no step is written yet, and a check cell says which function is still the stub, in the notebook's
+    language."""
+    lang = "vi" if path.parent.name == "vi" else "en"
     cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
     marked = [c for c in cells if LEARNER_START in c["metadata"].get("tags", [])]
     assert marked and all("nbval-ignore-output" in c["metadata"]["tags"] for c in marked)
     shown = ["".join(o.get("text", "")) + o.get("evalue", "") for c in marked for o in c["outputs"]]
     text = "\n".join(shown)
-    assert "Using your code in exercises/ (impl='exercises')" in text and "solutions/" not in text
-    assert "\u2713" not in text and "pass " not in text
+    assert said(lang, "Using your code in exercises/ (impl={name!r})", name="exercises") in text
+    assert "solutions/" not in text and "\u2713" not in text and "pass " not in text
+    not_written = said(lang, "not written yet (exercises/{step}.py, in {function}): {hint}", step="", function="",
+                       hint="").split(" (")[0]  # fmt: skip
     if path.name[:2] in ("09", "10", "11"):
-        assert "steps 01-08 and 12 are not written yet" in text
+        numbers = said(lang, "{runs} and {last}", runs="01-08", last="12")
+        steps = said(lang, "steps {numbers} are not written yet: using the reference for {steps}", numbers=numbers,
+                     steps="")  # fmt: skip
+        assert steps.split(":")[0] in text
     elif path.name.startswith("00"):
         assert text.count("todo ") == 9
     else:
         checked = [o for c in marked[1:] for o in c["outputs"] if o["output_type"] == "error"]
-        assert checked and all(
-            o["ename"] == "CheckFailed" and "not written yet" in o["evalue"] for o in checked
-        )
+        assert checked and all(o["ename"] == "CheckFailed" and not_written in o["evalue"] for o in checked)
     runs_yours = [c for c in cells if re.search(r"\bcode\.\w", "".join(c["source"]))]
     assert all(c in marked for c in runs_yours), "a cell that runs the learner's code is theirs"
     if path.name[:2] in EXERCISE_NUMBERS:  # their step is a stub: no result, no "equal: True"

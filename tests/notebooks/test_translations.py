@@ -280,3 +280,16 @@ def test_a_missing_translation_or_notebook_or_a_hand_edit_fails(course_copy):
     )
     vi_path.unlink()
     assert translation.check(course_copy)[1:] == [f"notebooks/vi/{second.name}: missing"]
+
+
+def test_a_parameters_cell_without_its_lang_line_is_a_problem_line_not_a_crash(course_copy):
+    english, _ = edit_english(course_copy, "code", lambda source: source)  # (the cell to edit is found below)
+    notebook = json.loads(english.read_text())
+    parameters = next(c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", []))
+    parameters["source"] = [line for line in parameters["source"] if not line.startswith("lang = ")]
+    english.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+    name = f"notebooks/vi/{english.name}"
+    assert (
+        f"{name}: cell {parameters['id']}: the parameters cell has no `lang = None  # ...` line to set"
+        in (translation.check(course_copy))
+    )
