@@ -208,10 +208,10 @@ def _loss_mistakes(pred, target, mask, C, p):
     masked = per_patch * mask
     n = p * p * C
     return [
-        (per_patch.mean(), _("the loss must average over the MASKED patches only: (loss * mask).sum() / mask.sum()")),
+        (per_patch.mean(), _("the loss averages over every patch, the visible ones too: only the MASKED patches (mask == 1) count")),
         ((per_patch * (1 - mask)).sum() / (1 - mask).sum(), _("that is the loss on the visible patches; use mask == 1 (removed)")),
         (masked.sum() / mask.sum() * n,
-         _("the error of each patch is summed over its p*p*C = {n} values; average it: ((pred - target) ** 2).mean(dim=-1)").format(n=n)),
+         _("the error of each patch is summed over its p*p*C = {n} values, where the loss takes their mean").format(n=n)),
         (masked.mean(), _("divide by the number of masked patches, mask.sum(), not by the number of all patches")),
         (masked.sum(), _("divide the summed loss by the number of masked patches, mask.sum()")),
         (((pred - target).abs().mean(-1) * mask).sum() / mask.sum(), _("use the squared error (pred - target) ** 2, not the absolute error")),

@@ -1312,7 +1312,7 @@ MISTAKES = {  # name -> (the check, the mistaken implementation, a regex of the 
     "model: channel-first patches": (C.check_mae, MAEChannelFirstPatches, r"pixels must be ordered \(p, q, c\), channel last"),
     "model: patches in column order": (C.check_mae, MAEColumnOrderPatches, r"patches must go row by row \(h before w\)"),
     "model: wrong unpatchify": (C.check_mae, MAEWrongUnpatchify, "unpatchify must undo patchify exactly"),
-    "model: loss on all patches": (C.check_mae, MAELossAllPatches, "average over the MASKED patches only"),
+    "model: loss on all patches": (C.check_mae, MAELossAllPatches, r"only the MASKED patches \(mask == 1\) count"),
     "model: loss on visible patches": (C.check_mae, MAELossVisiblePatches, "loss on the visible patches"),
     "model: loss summed per patch": (C.check_mae, MAELossSummedPerPatch, r"summed over its p\*p\*C = 48 values"),
     "model: loss divided by all patches": (C.check_mae, MAELossDividedByAllPatches, r"divide by the number of masked patches, mask.sum\(\)"),
