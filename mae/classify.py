@@ -20,6 +20,7 @@ from .checkpoint import (
 from .data.labelled import LabelledImages, eval_transform, load_labelled
 from .data.pretraining import collate_skipping_unreadable
 from .engine import distributed
+from .engine.data import default_workers
 from .engine.flags import add_engine_args, positive_int, scaled_lr
 from .engine.logs import read_json_lines
 from .engine.loop import Job, fit
@@ -115,9 +116,10 @@ def best_logged_accuracy(output_dir):
 @torch.no_grad()
 def evaluate(model, dataset, args, context, dtype=None):
     """{"acc1", "acc5", "loss"} over the whole dataset (percentages, as the official logs)."""
+    workers = default_workers(context) if args.num_workers is None else args.num_workers  # as training's
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=args.batch_size, sampler=EveryNth(len(dataset), context),
-        num_workers=args.num_workers, collate_fn=collate_skipping_unreadable,
+        num_workers=workers, collate_fn=collate_skipping_unreadable,
         pin_memory=args.pin_mem and context.device.type == "cuda",
     )  # fmt: skip
     with evaluating(model):

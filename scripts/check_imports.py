@@ -19,6 +19,7 @@ JOBS = (
     "mae.linprobe",
     "mae.finetune",
     "mae.classify",
+    "mae.robustness",
     "mae.submit",
     "mae.convert",
     "mae.demo",
@@ -35,6 +36,7 @@ LAYERS = {
     "mae.hf_interop": ("mae.checkpoint", "mae.models", "mae.optional"),
     "mae.timm_interop": ("mae.checkpoint",),
     "mae.evaluation": ("mae.engine.precision", "mae.models"),
+    "mae.benchmarks": (),  # the robustness benchmarks' layouts and arithmetic (timm's class lists)
     "mae.reconstruction": ("mae.data", "mae.models"),
     "mae.inpainting": ("mae.data", "mae.reconstruction"),
     "mae.attention_maps": ("mae.i18n", "mae.models"),

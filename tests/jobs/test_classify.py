@@ -87,6 +87,19 @@ def test_evaluation_counts_on_the_host_and_pins_its_batches(monkeypatch):
         assert built.value.args == (pinned,)
 
 
+def test_evaluation_without_num_workers_takes_the_default_workers_as_training_does(monkeypatch):
+    """--num_workers left out (the official fine-tuning commands do) is None: the DataLoader was handed None and
+    raised a TypeError at the first evaluation."""
+    from mae.engine.data import default_workers
+
+    seen = []
+    monkeypatch.setattr(torch.utils.data, "DataLoader", lambda *a, **k: seen.append(k["num_workers"]) or [])
+    args = SimpleNamespace(batch_size=8, num_workers=None, pin_mem=False)
+    model = mae.create_classifier("vit_mini_patch8", num_classes=10, img_size=32, in_chans=1)
+    classify.evaluate(model, [], args, distributed.Context())
+    assert seen == [default_workers(distributed.Context())]
+
+
 @pytest.mark.integration
 def test_eval_reads_the_official_fine_tuned_format(tmp_path, capsys):
     """Official fine-tuned files are {"model": timm-style ViT weights with fc_norm and head}."""
