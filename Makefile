@@ -64,6 +64,7 @@ bench: $(SETUP)
 notebooks: venv
 	$(PY) scripts/run_notebooks.py
 	$(PY) scripts/translate_notebooks.py
+	$(PY) scripts/translate_messages.py  # a notebook's new tr("...") needs its Vietnamese before the Vietnamese run
 	$(PY) scripts/run_notebooks.py notebooks/vi/[0-9][0-9]_*.ipynb
 
 # Remake the small checkpoints shipped in checkpoints/ (see checkpoints/README.md); about 80 minutes on 2 cores.

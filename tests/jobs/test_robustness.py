@@ -160,3 +160,31 @@ def test_bad_input_is_one_clear_error_and_nothing_is_written(tmp_path, classifie
     with pytest.raises(ValueError, match="names 9 classes but its head has 10 outputs"):
         run(tmp_path, tmp_path / "nine.pth", "--imagenet_sketch", str(sketch))
     assert not (tmp_path / "out" / "results.md").exists()
+
+
+@pytest.mark.integration
+def test_two_processes_count_every_image_once_and_agree_with_one(tmp_path, classifier):
+    """torchrun with 2 gloo processes on 7 sketches (an odd count: no padding duplicates) gives one process's figures."""
+    import sys
+    from pathlib import Path
+
+    from helpers import run_command
+
+    path, _ = classifier
+    sketch = tmp_path / "sketch"
+    for k in range(7):
+        image(sketch / SYNSETS[[OUTSIDE, 10, 20][k % 3]] / f"{k}.JPEG", seed=k)
+    one = run(tmp_path, path, "--imagenet_sketch", str(sketch))[f"vit_mini_patch8 ({path.name})"][
+        "imagenet_sketch"
+    ]
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    done = run_command([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "mae.robustness", "--model", "vit_mini_patch8", "--resume", str(path),
+                        "--input_size", "32", "--device", "cpu", "--num_workers", "0", "--batch_size", "2",
+                        "--imagenet_sketch", str(sketch), "--output_dir", str(tmp_path / "two")])  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    two = json.loads((tmp_path / "two" / "results.json").read_text())[f"vit_mini_patch8 ({path.name})"]
+    assert two["imagenet_sketch"]["images"] == 7 and one["acc1"] == pytest.approx(
+        100 * 3 / 7
+    )  # the OUTSIDE ones
+    assert two["imagenet_sketch"] == pytest.approx(one)
+    assert done.stdout.count("* Acc@1") == 1  # printed by rank 0 only
