@@ -105,6 +105,13 @@ def corruption_folders(root):
         for severity in SEVERITIES
         if (root / name / str(severity)).is_dir()
     }
+    if not found:
+        nested = [group for group in ("noise", "blur", "weather", "digital") if (root / group).is_dir()]
+        hint = (f" (it has {', '.join(nested)}/ folders: point at the folder that holds the corruptions, or move "
+                f"them up one level)" if nested else "")  # fmt: skip
+        raise LayoutError(
+            f"{root} holds none of ImageNet-C's corruption folders ({CORRUPTIONS[0]}/1/, ...){hint}"
+        )
     missing = [
         f"{name}/{severity}"
         for name in CORRUPTIONS

@@ -115,7 +115,8 @@ def best_logged_accuracy(output_dir):
 
 @torch.no_grad()
 def evaluate(model, dataset, args, context, dtype=None):
-    """{"acc1", "acc5", "loss"} over the whole dataset (percentages, as the official logs)."""
+    """{"acc1", "acc5", "loss"} over the whole dataset (percentages, as the official logs), and "images": how many
+    were read (an unreadable file is skipped)."""
     workers = default_workers(context) if args.num_workers is None else args.num_workers  # as training's
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=args.batch_size, sampler=EveryNth(len(dataset), context),
@@ -143,8 +144,8 @@ def evaluate(model, dataset, args, context, dtype=None):
         if context.distributed:
             torch.distributed.all_reduce(totals)
     loss, top1, topk, count = totals.tolist()
-    count = max(count, 1)
-    return {"acc1": 100 * top1 / count, "acc5": 100 * topk / count, "loss": loss / count}
+    images, count = int(count), max(count, 1)
+    return {"acc1": 100 * top1 / count, "acc5": 100 * topk / count, "loss": loss / count, "images": images}
 
 
 # --------------------------------------------------------------------------- the run

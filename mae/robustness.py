@@ -72,6 +72,11 @@ def check_args(args):
     if len(args.model) not in (1, len(args.resume)):
         raise ValueError(f"{len(args.resume)} checkpoints and {len(args.model)} --model names: give one name for "
                          f"all, or one per checkpoint")  # fmt: skip
+    models = args.model * len(args.resume) if len(args.model) == 1 else args.model
+    names = [f"{model} ({Path(path).name})" for model, path in zip(models, args.resume, strict=True)]
+    twins = sorted({name for name in names if names.count(name) > 1})
+    if twins:
+        raise ValueError(f"two checkpoints would share the column {twins[0]}: give them different file names")
     for name in SETS:
         if getattr(args, name) and not Path(getattr(args, name)).is_dir():
             raise FileNotFoundError(f"--{name} {getattr(args, name)}: no such folder")
@@ -96,25 +101,28 @@ class Folder:
     `exact_size`: the (width, height) every image must have (ImageNet-C's crops), checked on the first image of each
     class before anything runs (reading every header would cost a pass over the files)."""
 
-    def __init__(self, root, class_names, outputs, exact_size=None):
+    def __init__(self, root, class_names, outputs, exact_size=None, flag=""):
         self.root = Path(root)
         classes, self.files, targets = class_folders(self.root)  # an empty class folder: an error naming it
-        index = benchmarks.output_index(classes, class_names, str(self.root))
+        index = benchmarks.output_index(classes, class_names, f"{flag} {self.root}".strip())
         position = {output: j for j, output in enumerate(outputs)}
         outside = [name for name in classes if index[name] not in position]
         if outside:
-            raise benchmarks.LayoutError(f"{self.root}: the class folder(s) {', '.join(outside[:5])} are not among "
-                                         f"this benchmark's {len(outputs)} classes")  # fmt: skip
+            more = f" and {len(outside) - 5} more" if len(outside) > 5 else ""
+            raise benchmarks.LayoutError(f"{flag} {self.root}: the class folder(s) {', '.join(outside[:5])}{more} "
+                                         f"are not among this benchmark's {len(outputs)} classes")  # fmt: skip
         self.labels = [position[index[classes[t]]] for t in targets]
         if exact_size:
             firsts = {t: f for f, t in reversed(list(zip(self.files, targets, strict=True)))}.values()
             for path in firsts:
-                with Image.open(path) as image:
-                    if image.size != tuple(exact_size):
-                        raise benchmarks.LayoutError(
-                            f"{path} is {image.size[0]}x{image.size[1]}: ImageNet-C's images are "
-                            f"{exact_size[0]}x{exact_size[1]} crops"
-                        )
+                try:
+                    with Image.open(path) as image:
+                        size = image.size
+                except OSError as error:
+                    raise benchmarks.LayoutError(f"{path} cannot be read as an image: {error}") from error
+                if size != tuple(exact_size):
+                    raise benchmarks.LayoutError(f"{path} is {size[0]}x{size[1]}: ImageNet-C's images are "
+                                                 f"{exact_size[0]}x{exact_size[1]} crops")  # fmt: skip
 
     def __len__(self):
         return len(self.files)
@@ -124,31 +132,66 @@ class Folder:
 
 
 def evaluate_folder(model, folder, args, context, dtype, crop_pct):
-    """Top-1 and top-5 accuracy and the loss of `model` on `folder` (percent), each image counted once."""
+    """Top-1 and top-5 accuracy and the loss of `model` on `folder` (percent), each image counted once; an
+    unreadable image is skipped and said (the figures are over the images read)."""
     data = argparse.Namespace(crop_pct=crop_pct, mean=channel_stats(3)[0], std=channel_stats(3)[1])
     images = LabelledImages(folder, folder.labels, eval_transform(data, args.input_size), "RGB")
-    return evaluate(model, images, args, context, dtype)
+    stats = evaluate(model, images, args, context, dtype)
+    if stats["images"] == 0:
+        raise benchmarks.LayoutError(f"{folder.root}: none of its {len(folder)} images could be read")
+    if stats["images"] < len(folder) and context.is_main:
+        print(f"warning: {folder.root}: {len(folder) - stats['images']} of {len(folder)} images could not be read "
+              f"and are left out", flush=True)  # fmt: skip
+    return stats
 
 
-def run_one(model, class_names, args, context, dtype, log):
-    """{set: figures} of one classifier on every benchmark given; `log(set, figures)` after each."""
-    every, results = list(range(len(class_names))), {}
-    progress = functools.partial(_progress, context)
+def crop_fraction(args):
+    """The official evaluation transform: resize to input_size / 0.875 and centre-crop, or no margin above 224."""
+    return 224 / 256 if args.input_size <= 224 else 1.0
+
+
+def plan(args, class_names, context):
+    """Every set to evaluate, its folders built and checked (class names, sizes) before anything runs, so that a
+    bad folder fails at the start, on every process alike: {"imagenet_c": ({(corruption, severity): Folder},
+    missing), name: (Folder, outputs)}."""
+    every, sets = list(range(len(class_names))), {}
     if args.imagenet_c:
         try:
-            folders, missing = benchmarks.corruption_folders(args.imagenet_c), None
+            found, missing = benchmarks.corruption_folders(args.imagenet_c), None
         except benchmarks.LayoutError as error:
-            if not hasattr(error, "present"):
+            if not getattr(error, "present", None):
                 raise
-            folders, missing = error.present, str(error)
+            found, missing = error.present, str(error)
             if context.is_main:
                 print(f"warning: {missing}", flush=True)
+        size = (benchmarks.IMAGENET_C_SIZE,) * 2
+        sets["imagenet_c"] = ({key: Folder(root, class_names, every, size, "--imagenet_c") for key, root in sorted(found.items())}, missing)  # fmt: skip
+    for name, subset in (("imagenet_a", "a"), ("imagenet_r", "r"), ("imagenet_sketch", None)):
+        if not getattr(args, name):
+            continue
+        outputs = every
+        if subset:
+            _, synsets = benchmarks.subset(subset)
+            lacking = [s for s in synsets if s not in class_names]
+            if lacking:
+                raise benchmarks.LayoutError(f"--{name}: the classifier lacks {len(lacking)} of the benchmark's "
+                                             f"{len(synsets)} classes ({', '.join(lacking[:5])}"
+                                             f"{' ...' if len(lacking) > 5 else ''})")  # fmt: skip
+            outputs = [class_names.index(s) for s in synsets]
+        sets[name] = (Folder(getattr(args, name), class_names, outputs, flag=f"--{name}"), outputs)
+    return sets
+
+
+def run_one(model, sets, args, context, dtype, log):
+    """{set: figures} of one classifier on the sets of `plan`; `log(set, figures)` after each."""
+    results = {}
+    if "imagenet_c" in sets:
+        folders, missing = sets["imagenet_c"]
         errors = {}
-        for (name, severity), root in progress(sorted(folders.items()), "ImageNet-C"):
-            folder = Folder(root, class_names, every, exact_size=(benchmarks.IMAGENET_C_SIZE,) * 2)
+        for key, folder in _progress(context, list(folders.items()), "ImageNet-C"):
             # As they are: resized only when --input_size is not 224 (the 448-pixel ViT-H).
             stats = evaluate_folder(model, folder, args, context, dtype, crop_pct=1.0)
-            errors[(name, severity)] = 1 - stats["acc1"] / 100
+            errors[key] = 1 - stats["acc1"] / 100
         summary = benchmarks.corruption_summary(errors)
         summary["errors"] = {f"{name}/{severity}": 100 * e for (name, severity), e in sorted(errors.items())}
         summary["missing"] = missing
@@ -158,25 +201,17 @@ def run_one(model, class_names, args, context, dtype, log):
             mce = "needs all 15 corruptions" if summary["mce"] is None else f"{summary['mce']:.1f}"
             mean = "-" if summary["mean_error"] is None else f"{summary['mean_error']:.1f}"
             print(f"* ImageNet-C mCE {mce} (normalised by AlexNet) mean error {mean}", flush=True)
-    for name, subset in (("imagenet_a", "a"), ("imagenet_r", "r"), ("imagenet_sketch", None)):
-        root = getattr(args, name)
-        if not root:
+    for name in ("imagenet_a", "imagenet_r", "imagenet_sketch"):
+        if name not in sets:
             continue
-        outputs = every
-        if subset:
-            indices, synsets = benchmarks.subset(subset)
-            outputs = [class_names.index(s) for s in synsets if s in class_names]
-            if len(outputs) != len(synsets):
-                raise benchmarks.LayoutError(f"--{name}: the classifier lacks {len(synsets) - len(outputs)} of the "
-                                             f"benchmark's {len(synsets)} classes")  # fmt: skip
-        folder = Folder(root, class_names, outputs)
+        folder, outputs = sets[name]
         if context.is_main:
             print(f"{name}: {len(folder):,} images, {len(outputs)} classes", flush=True)
-        restricted = model if outputs is every else Restricted(model, outputs)
-        stats = evaluate_folder(restricted, folder, args, context, dtype, crop_pct=224 / 256)
+        restricted = model if len(outputs) == model.head.out_features else Restricted(model, outputs)
+        stats = evaluate_folder(restricted, folder, args, context, dtype, crop_pct=crop_fraction(args))
         if context.is_main:
-            report(stats, len(folder))
-        results[name] = {**stats, "images": len(folder)}
+            report(stats, stats["images"])
+        results[name] = stats
         log(name, results[name])
     return results
 
@@ -254,28 +289,32 @@ def main(argv=None):
             output.mkdir(parents=True, exist_ok=True)
         dtype = amp_dtype(args, context.device)
         models = args.model * len(args.resume) if len(args.model) == 1 else args.model
-        columns, lines = {}, []
+        # Every checkpoint's classes and every folder checked before the first image is evaluated.
+        runs = []
         for path, architecture in zip(args.resume, models, strict=True):
             class_names = classes_of(path)
-            num_classes = len(class_names)
-            model = create_classifier(architecture, num_classes=num_classes, global_pool=args.global_pool,
+            runs.append((path, architecture, class_names, plan(args, class_names, context)))
+        columns, lines = {}, []
+        for path, architecture, class_names, sets in runs:
+            model = create_classifier(architecture, num_classes=len(class_names), global_pool=args.global_pool,
                                       img_size=args.input_size)  # fmt: skip
             load_classifier(model, path)
             model.to(context.device)
             column = f"{architecture} ({Path(path).name})"
             if context.is_main:
-                print(f"{column}: {num_classes} classes", flush=True)
+                print(f"{column}: {len(class_names)} classes", flush=True)
 
             def log(name, figures, column=column):
                 lines.append(json.dumps({"checkpoint": column, "set": name, **figures}))
+                if context.is_main:  # after each set: hours of ImageNet-C are not lost to a later failure
+                    write_text(output / "log.txt", "\n".join(lines) + "\n")
 
-            columns[column] = run_one(model, class_names, args, context, dtype, log)
+            columns[column] = run_one(model, sets, args, context, dtype, log)
+            if context.is_main:
+                write_text(output / "results.json", json.dumps(columns, indent=1) + "\n")
+                write_text(output / "results.md", markdown_table(columns))
         if context.is_main:
-            write_text(output / "log.txt", "\n".join(lines) + "\n")
-            write_text(output / "results.json", json.dumps(columns, indent=1) + "\n")
-            table = markdown_table(columns)
-            write_text(output / "results.md", table)
-            print(table, flush=True)
+            print(markdown_table(columns), flush=True)
         return columns
     finally:
         distributed.finish(context)

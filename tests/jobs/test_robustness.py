@@ -30,12 +30,12 @@ def classifier(tmp_path_factory):
     """An official-format fine-tuned file ({"model": ...}, a 1000-way head, no class names) of a tiny ViT."""
     torch.manual_seed(0)
     model = mae.create_classifier("vit_mini_patch8", num_classes=1000, img_size=32)
-    # The bias decides: class OUTSIDE (not in ImageNet-A) wins the 1000-way arg-max; ImageNet-A's first class wins
+    # The bias decides: class OUTSIDE (not in ImageNet-A) wins the 1000-way arg-max; ImageNet-A's 151st class wins
     # among its 200. So a set in the 1000 classes is half right, and ImageNet-A unrestricted would be all wrong.
     torch.nn.init.normal_(model.head.weight, std=0.01)
     with torch.no_grad():
         model.head.bias.zero_()
-        model.head.bias[OUTSIDE], model.head.bias[A_INDICES[0]] = 10.0, 8.0
+        model.head.bias[OUTSIDE], model.head.bias[A_INDICES[150]] = 10.0, 8.0
     path = tmp_path_factory.mktemp("ckpt") / "finetuned.pth"
     torch.save({"model": model.state_dict()}, path)
     return path, model.eval()
@@ -60,18 +60,23 @@ def run(tmp_path, checkpoint, *flags):
 
 def test_imagenet_c_a_and_sketch_figures_equal_a_direct_computation(tmp_path, classifier, capsys):
     path, model = classifier
-    classes = (SYNSETS[OUTSIDE], SYNSETS[500])  # the first always predicted: every folder 50% wrong
+    classes = (SYNSETS[OUTSIDE], SYNSETS[500])  # the first always predicted
     c_root = tmp_path / "imagenet-c"
     for i, name in enumerate(CORRUPTIONS):
-        for severity in range(1, 6):
-            for j, wnid in enumerate(classes):
+        for severity in range(
+            1, 6
+        ):  # 1 to 3 images of the predicted class, 1 of the other: errors differ by folder
+            for k in range(1 + (i + severity) % 3):
                 image(
-                    c_root / name / str(severity) / wnid / "x.JPEG",
+                    c_root / name / str(severity) / classes[0] / f"{k}.JPEG",
                     size=224,
-                    seed=100 * i + 10 * severity + j,
+                    seed=100 * i + 10 * severity + k,
                 )
+            image(
+                c_root / name / str(severity) / classes[1] / "x.JPEG", size=224, seed=5000 + 10 * i + severity
+            )
     a_root = tmp_path / "imagenet-a"
-    for j, wnid in enumerate((A_SYNSETS[0], A_SYNSETS[150])):
+    for j, wnid in enumerate((A_SYNSETS[5], A_SYNSETS[150])):
         for k in range(3):
             image(a_root / wnid / f"{k}.jpg", seed=7000 + 10 * j + k)
     results = run(tmp_path, path, "--imagenet_c", str(c_root), "--imagenet_a", str(a_root))
@@ -81,16 +86,16 @@ def test_imagenet_c_a_and_sketch_figures_equal_a_direct_computation(tmp_path, cl
     errors = {}
     for name in CORRUPTIONS:
         for severity in range(1, 6):
-            paths = [c_root / name / str(severity) / wnid / "x.JPEG" for wnid in classes]
-            right = [p == SYNSETS.index(w) for p, w in zip(predict(model, paths), classes, strict=True)]
-            errors[name] = errors.get(name, 0) + (1 - sum(right) / 2) / 5
-            assert column["imagenet_c"]["errors"][f"{name}/{severity}"] == pytest.approx(
-                100 * (1 - sum(right) / 2)
-            )
+            paths = sorted((c_root / name / str(severity)).glob("*/*.JPEG"))
+            truth = [SYNSETS.index(p.parent.name) for p in paths]
+            error = 1 - sum(p == t for p, t in zip(predict(model, paths), truth, strict=True)) / len(paths)
+            errors[name] = errors.get(name, 0) + error / 5
+            assert column["imagenet_c"]["errors"][f"{name}/{severity}"] == pytest.approx(100 * error)
     assert column["imagenet_c"]["mce"] == pytest.approx(
         100 * sum(errors[c] / ALEXNET_ERROR[c] for c in CORRUPTIONS) / 15
     )
     assert column["imagenet_c"]["mean_error"] == pytest.approx(100 * sum(errors.values()) / 15)
+    assert len(set(column["imagenet_c"]["errors"].values())) == 3  # 1/2, 1/3 and 1/4 wrong
 
     # ImageNet-A: the arg-max among its 200 classes only.
     paths = sorted(a_root.glob("*/*.jpg"))
@@ -100,7 +105,6 @@ def test_imagenet_c_a_and_sketch_figures_equal_a_direct_computation(tmp_path, cl
         100 * sum(p == t for p, t in zip(predicted, labels)) / 6
     )
     assert column["imagenet_a"]["images"] == 6 and column["imagenet_a"]["acc1"] == pytest.approx(50.0)
-    assert set(column["imagenet_c"]["errors"].values()) == {50.0}
 
     out = capsys.readouterr().out
     assert "* ImageNet-C mCE" in out and "(normalised by AlexNet)" in out and "* Acc@1" in out
@@ -148,6 +152,20 @@ def test_bad_input_is_one_clear_error_and_nothing_is_written(tmp_path, classifie
         run(tmp_path, path, "--imagenet_c", str(c_root))
     with pytest.raises(ValueError, match="give at least one benchmark"):
         run(tmp_path, path)
+    nested = tmp_path / "nested"
+    image(
+        nested / "noise" / "gaussian_noise" / "1" / SYNSETS[0] / "x.JPEG", size=224
+    )  # the tar's categories kept
+    with pytest.raises(
+        benchmarks.LayoutError,
+        match=r"holds none of ImageNet-C's corruption folders .* \(it has noise/ folders",
+    ):
+        run(tmp_path, path, "--imagenet_c", str(nested))
+    with pytest.raises(
+        ValueError, match=r"two checkpoints would share the column vit_mini_patch8 \(finetuned.pth\)"
+    ):
+        robustness.main(["--model", "vit_mini_patch8", "--resume", str(path), str(path), "--imagenet_sketch",
+                         str(sketch), "--output_dir", str(tmp_path / "out")])  # fmt: skip
     with pytest.raises(FileNotFoundError, match="--imagenet_a .*: no such folder"):
         run(tmp_path, path, "--imagenet_a", str(tmp_path / "nowhere"))
     small = mae.create_classifier("vit_mini_patch8", num_classes=10, img_size=32)
