@@ -130,13 +130,20 @@ def corruption_folders(root):
     return found
 
 
-def corruption_summary(errors):
+def corruption_summary(errors, baseline=None, clean_error=None):
     """The ImageNet-C figures from `errors` = {(corruption, severity): top-1 error as a fraction}.
 
-    Returns {"corruption_error": {c: mean error over its severities}, "ce": {c: that / AlexNet's} (benchmark
+    Returns {"corruption_error": {c: mean error over its severities}, "ce": {c: that / the baseline's} (benchmark
     corruptions only), "mce": mean of the 15 ce in percent (None unless all 15 have all 5 severities),
     "mean_error": mean of the 15 corruption errors in percent (the unnormalised reading; None likewise),
-    "extra_error": {c: mean error} of the extra corruptions present}. Percentages, as the paper's tables."""
+    "extra_error": {c: mean error} of the extra corruptions present}. Percentages, as the paper's tables.
+
+    `baseline`: {corruption: the baseline model's error averaged over the 5 severities}; None is AlexNet's (the
+    benchmark's mCE). A lesson's own baseline is `corruption_summary(its errors)["corruption_error"]` in fractions:
+    `baseline_errors(errors)`. With `clean_error` = (this model's error on the clean images, the baseline's), also
+    "relative_ce": {c: (corruption error - clean error) / (the baseline's - its clean error)} and "relative_mce",
+    their mean in percent: how much each model *loses* to the corruption, whatever its clean error."""
+    baseline = ALEXNET_ERROR if baseline is None else baseline
     by_corruption = {}
     for (name, severity), error in errors.items():
         if not 0.0 <= error <= 1.0:
@@ -144,11 +151,9 @@ def corruption_summary(errors):
         by_corruption.setdefault(name, {})[severity] = error
     complete = {name: s for name, s in by_corruption.items() if sorted(s) == list(SEVERITIES)}
     corruption_error = {name: sum(s.values()) / len(s) for name, s in complete.items()}
-    ce = {
-        name: corruption_error[name] / ALEXNET_ERROR[name] for name in CORRUPTIONS if name in corruption_error
-    }
+    ce = {name: corruption_error[name] / baseline[name] for name in CORRUPTIONS if name in corruption_error}
     every = len(ce) == len(CORRUPTIONS)
-    return {
+    summary = {
         "corruption_error": {name: 100 * e for name, e in corruption_error.items()},
         "ce": {name: 100 * v for name, v in ce.items()},
         "mce": 100 * sum(ce.values()) / len(ce) if every else None,
@@ -159,3 +164,14 @@ def corruption_summary(errors):
             name: 100 * corruption_error[name] for name in EXTRA_CORRUPTIONS if name in corruption_error
         },
     }
+    if clean_error is not None:
+        clean, baseline_clean = clean_error
+        relative = {name: (corruption_error[name] - clean) / (baseline[name] - baseline_clean) for name in ce}
+        summary["relative_ce"] = {name: 100 * v for name, v in relative.items()}
+        summary["relative_mce"] = 100 * sum(relative.values()) / len(relative) if every else None
+    return summary
+
+
+def baseline_errors(errors):
+    """{corruption: error averaged over its 5 severities, a fraction}: a model's `errors` as another's baseline."""
+    return {name: e / 100 for name, e in corruption_summary(errors)["corruption_error"].items()}

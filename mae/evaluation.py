@@ -138,13 +138,11 @@ def probe_accuracy(train_features, train_labels, test_features, test_labels, wei
         return (linear(test_x).argmax(1) == test_labels).double().mean().item()
 
 
-def finetune_accuracy(
-    model, make_batch, val_images, val_labels, steps=200, lr=5e-4, weight_decay=0.05, seed=0
-):
-    """Fine-tune every weight of a classifier on batches from make_batch(generator) -> (images, labels); its accuracy.
+def finetune_in_memory(model, make_batch, steps=200, lr=5e-4, weight_decay=0.05, seed=0):
+    """Fine-tune every weight of a classifier on batches from make_batch(generator) -> (images, labels).
 
     AdamW with a cosine schedule, no warm-up: a small in-memory stand-in for `mae.finetune`, so that starting
-    points (pretrained or not) can be compared in seconds on the same batches.
+    points (pretrained or not) can be compared in seconds on the same batches. Returns the model, in eval mode.
     """
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -157,6 +155,19 @@ def finetune_accuracy(
         loss.backward()
         optimizer.step()
         schedule.step()
-    model.eval()
-    predictions = in_batches(lambda images: model(images).argmax(1), val_images)
-    return (predictions == val_labels).float().mean().item()
+    return model.eval()
+
+
+def accuracy(model, images, labels):
+    """The fraction of `images` (normalised, as the model takes them) that `model` classifies right."""
+    with evaluating(model):
+        predictions = in_batches(lambda batch: model(batch).argmax(1), images)
+    return (predictions == labels).float().mean().item()
+
+
+def finetune_accuracy(
+    model, make_batch, val_images, val_labels, steps=200, lr=5e-4, weight_decay=0.05, seed=0
+):
+    """`finetune_in_memory`, then the validation accuracy (a fraction)."""
+    finetune_in_memory(model, make_batch, steps, lr, weight_decay, seed)
+    return accuracy(model, val_images, val_labels)

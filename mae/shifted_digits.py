@@ -7,13 +7,20 @@ order) at a time, so that notebook 11, `make checkpoints` and the tests compute 
 - `frozen`: k-NN and linear-probe accuracy of frozen features: the MAE encoder, the same encoder at random
   initialisation, and the raw pixels, trained on all 1,437 training digits;
 - `finetune`: every weight trained on a few labelled digits, from the MAE encoder or from scratch.
+
+And the robustness lesson of notebook 13: `classifier` fine-tunes on all training digits, from the MAE encoder and
+from scratch (the two shipped classifiers, checkpoints/shifted_digits_*.pth, made so by scripts/make_checkpoints.py);
+`corruption_study` measures both on the validation digits under ImageNet-C's corruptions.
 """
 
 import torch
 
-from .checkpoint import load_pretrained_encoder
+from . import corruptions
+from .benchmarks import CORRUPTIONS, SEVERITIES
+from .checkpoint import load_classifier, load_pretrained_encoder
 from .data.digits import digit_tensors, place_digits, shifted_batch, shifted_digits
-from .evaluation import extract_features, finetune_accuracy, knn_accuracy, probe_accuracy
+from .data.images import normalize
+from .evaluation import extract_features, finetune_accuracy, finetune_in_memory, knn_accuracy, probe_accuracy
 from .i18n import N_
 from .models import create_classifier
 
@@ -71,6 +78,39 @@ def pixels_knn_few_labels(seed, labels_per_class=10, k=20):
     _, (val_x, val_y) = splits(seed)
     placed = place_digits(few_x, torch.Generator().manual_seed(seed))
     return knn_accuracy(placed.flatten(1), few_y, val_x.flatten(1), val_y, k=k)
+
+
+def classifier(checkpoint, pretrained, seed=0, steps=600, batch_size=64, lr=1e-3):
+    """Every weight fine-tuned on all 1,437 training digits, placed anew at every step (the same batches for both
+    starting points): the shipped classifiers of notebook 13 (600 steps: about 27 passes over the digits)."""
+    digits, labels = digit_tensors("train")  # (1437, 1, 8, 8)
+    model = encoder(checkpoint, pretrained, num_classes=10, seed=seed)
+    batches = lambda generator: shifted_batch(digits, labels, batch_size, generator)  # noqa: E731
+    return finetune_in_memory(model, batches, steps=steps, lr=lr, seed=seed)
+
+
+def load_shipped_classifier(path):
+    """A classifier written by `scripts/make_checkpoints.py` (checkpoints/shifted_digits_*.pth), in eval mode."""
+    model = encoder(None, pretrained=False, num_classes=10)
+    load_classifier(model, path)
+    return model.eval()
+
+
+def on_pixels(model):
+    """The classifier as a function of images in [0, 1] (the corruptions' range): normalised, then classified."""
+    return lambda images: model(normalize(images))
+
+
+def corruption_study(models, seed=0, corruptions_=CORRUPTIONS, severities=SEVERITIES, progress=None):
+    """{"clean": {name: error}, "errors": {name: {(corruption, severity): error}}} of `models` = {name: classifier}
+    on the 360 validation digits (placed by `seed`), clean and under ImageNet-C's corruptions. Every model sees the
+    same corrupted images; the digits are corrupted in [0, 1] and normalised as the models take them."""
+    _, (val_x, val_y) = splits(seed)
+    images = shifted_digits("val", seed=2000 + seed, normalized=False)[0]  # the same digits, in [0, 1]
+    classify = {name: on_pixels(model) for name, model in models.items()}
+    clean = {name: corruptions.error_rate(function, images, val_y) for name, function in classify.items()}
+    errors = corruptions.corruption_errors(classify, images, val_y, corruptions_, severities, seed, progress)
+    return {"clean": clean, "errors": errors}
 
 
 def mean_and_spread(values):

@@ -1,5 +1,5 @@
 """Pictures of what the model sees and does: patches, positions, masks, attention, reconstructions; and the
-accuracies the evaluations measure.
+accuracies the evaluations measure (images under ImageNet-C's corruptions: mae.corruptions).
 
 Every function takes ImageNet-normalised (B, C, H, W) images (or tables) and returns the
 matplotlib figure, so the notebooks stay one line per picture.

@@ -37,6 +37,8 @@ LAYERS = {
     "mae.timm_interop": ("mae.checkpoint",),
     "mae.evaluation": ("mae.engine.precision", "mae.models"),
     "mae.benchmarks": (),  # the robustness benchmarks' layouts and arithmetic (timm's class lists)
+    # ImageNet-C's corruption functions on images in memory, and their pictures
+    "mae.corruptions": ("mae.benchmarks", "mae.data", "mae.i18n"),
     "mae.reconstruction": ("mae.data", "mae.models"),
     "mae.inpainting": ("mae.data", "mae.reconstruction"),
     "mae.attention_maps": ("mae.i18n", "mae.models"),
@@ -49,7 +51,15 @@ LAYERS = {
         "mae.inpainting",
     ),
     "mae.widgets": ("mae.i18n", "mae.visualize"),
-    "mae.shifted_digits": ("mae.checkpoint", "mae.data", "mae.evaluation", "mae.i18n", "mae.models"),
+    "mae.shifted_digits": (
+        "mae.benchmarks",
+        "mae.checkpoint",
+        "mae.corruptions",
+        "mae.data",
+        "mae.evaluation",
+        "mae.i18n",
+        "mae.models",
+    ),
     "mae.checks": ("mae.i18n", "mae.impl", "mae.models"),
     "mae.course": ("mae.checks", "mae.i18n", "mae.impl", "mae.models"),
     "mae": ("mae.checkpoint", "mae.impl", "mae.models"),  # the package's __init__

@@ -11,6 +11,10 @@ For the pixel-target photo model it then prints its error on removed patches aga
 classical fills (mae.inpainting) and the held-out error of the checkpoints kept during the
 run, against training minutes (also in output/checkpoints/<name>/curve.json). For the shifted-digits
 model it prints notebook 11's comparison over three seeds (mae.shifted_digits).
+
+Then the two classifiers of notebook 13 (robustness), fine-tuned in memory from that shifted-digits MAE and from
+scratch (mae.shifted_digits.classifier: all 1,437 training digits, 600 steps, seed 0; a few minutes), each with
+its validation accuracy and the class names python -m mae.robustness reads.
 """
 
 import argparse
@@ -82,6 +86,34 @@ def release(name, flags, work_dir, out_dir):
         report_reconstruction(name, work_dir / name, out_dir / f"{name}.pth")
     if args.data_path == "builtin:shifted-digits":
         report_shifted_digits(name, work_dir / name, out_dir / f"{name}.pth")
+
+
+# Notebook 13's classifiers: name -> fine-tuned from the shifted-digits MAE (True) or from random weights (False).
+CLASSIFIERS = {"shifted_digits_finetuned_mae": True, "shifted_digits_finetuned_scratch": False}
+CLASSIFIER_SOURCE = "mae_mini_shifted_digits"
+
+
+def release_classifier(name, pretrained, out_dir):
+    from mae import shifted_digits as study
+    from mae.evaluation import accuracy
+
+    source = out_dir / f"{CLASSIFIER_SOURCE}.pth"
+    start = time.perf_counter()
+    model = study.classifier(source, pretrained, seed=0)
+    _, (val_x, val_y) = study.splits(0)
+    val_accuracy = accuracy(model, val_x, val_y)
+    how = f"mae.shifted_digits.classifier({source.name if pretrained else 'random init'}, seed=0)"
+    shipped = {
+        "model": {k: v.half() for k, v in model.state_dict().items()},
+        "class_names": [str(digit) for digit in range(10)],
+        "made_by": f"python scripts/make_checkpoints.py ({name}: {how})",
+        "val_accuracy": val_accuracy,
+        "torch_version": str(torch.__version__),
+    }
+    atomic_save(shipped, out_dir / f"{name}.pth")
+    rounded = accuracy(study.load_shipped_classifier(out_dir / f"{name}.pth"), val_x, val_y)
+    print(f"{name}: validation accuracy {val_accuracy:.1%} ({rounded:.1%} after rounding to float16), "
+          f"{(time.perf_counter() - start) / 60:.1f} min; {(out_dir / f'{name}.pth').stat().st_size / 1e6:.1f} MB")  # fmt: skip
 
 
 def training_minutes(log, images_per_step):
@@ -158,13 +190,17 @@ def report_shifted_digits(name, run_dir, shipped, seeds=(0, 1, 2)):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", default=list(RUNS), help=f"any of {', '.join(RUNS)}")
+    every = [*RUNS, *CLASSIFIERS]
+    parser.add_argument("names", nargs="*", default=every, choices=every, metavar="name", help=f"any of {', '.join(every)}")  # fmt: skip
     parser.add_argument("--work-dir", type=Path, default=ROOT / "output" / "checkpoints")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "checkpoints")
     args = parser.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     for name in args.names:
-        release(name, RUNS[name], args.work_dir, args.out_dir)
+        if name in CLASSIFIERS:
+            release_classifier(name, CLASSIFIERS[name], args.out_dir)
+        else:
+            release(name, RUNS[name], args.work_dir, args.out_dir)
 
 
 if __name__ == "__main__":

@@ -80,18 +80,21 @@ def shifted_digits_transform(canvas=32):
     )
 
 
-def place_digits(digits, generator, canvas=32):
-    """(N, 1, 8, 8) digits in [0, 1] -> (N, 1, canvas, canvas), each at its own random size and place, normalised."""
-    return normalize(torch.stack([place_on_canvas(digit, canvas, generator=generator) for digit in digits]))
+def place_digits(digits, generator, canvas=32, normalized=True):
+    """(N, 1, 8, 8) digits in [0, 1] -> (N, 1, canvas, canvas), each at its own random size and place, normalised
+    (or in [0, 1] with normalized=False)."""
+    placed = torch.stack([place_on_canvas(digit, canvas, generator=generator) for digit in digits])
+    return normalize(placed) if normalized else placed
 
 
-def shifted_digits(split, seed=0, canvas=32):
+def shifted_digits(split, seed=0, canvas=32, normalized=True):
     """A split of the digits at fixed random sizes and places: (images (N, 1, canvas, canvas) normalised, labels (N,)).
 
-    `seed` fixes the placements, so every method compared on it sees the same images.
+    `seed` fixes the placements, so every method compared on it sees the same images (normalized=False: the same
+    images in [0, 1]).
     """
     digits, labels = digit_tensors(split)
-    return place_digits(digits, torch.Generator().manual_seed(seed), canvas), labels
+    return place_digits(digits, torch.Generator().manual_seed(seed), canvas, normalized), labels
 
 
 def digit_tensors(split, per_class=None, seed=0):

@@ -101,3 +101,37 @@ def test_knn_tells_apart_neighbours_closer_than_float32_can():
         knn_accuracy(train, torch.tensor([1, 0, 2]), torch.tensor([[1.0, 0.0]]), torch.tensor([0]), k=1)
         == 1.0
     )
+
+
+CLASSIFIERS = {
+    name: ROOT / "checkpoints" / f"shifted_digits_finetuned_{name}.pth" for name in ("mae", "scratch")
+}
+
+
+def test_the_shipped_classifiers_reproduce_their_accuracy_and_notebook_13s_clean_errors():
+    """Notebook 13's two classifiers, as scripts/make_checkpoints.py recorded them (float16 weights)."""
+    from mae.checkpoint import read_checkpoint
+    from mae.evaluation import accuracy
+
+    _, (val_x, val_y) = study.splits(0)
+    found = {}
+    for name, path in CLASSIFIERS.items():
+        recorded = read_checkpoint(path)
+        assert recorded["class_names"] == [str(d) for d in range(10)]  # what python -m mae.robustness maps by
+        found[name] = accuracy(study.load_shipped_classifier(path), val_x, val_y)
+        assert found[name] == pytest.approx(recorded["val_accuracy"], abs=1 / 360), name
+    assert (
+        round(1 - found["mae"], 3) == 0.036 and round(1 - found["scratch"], 3) == 0.45
+    )  # the notebook's text
+
+
+@pytest.mark.integration
+def test_the_mae_classifier_is_remade_by_its_recipe():
+    """mae.shifted_digits.classifier from the shipped MAE (600 steps, about 2 minutes on 2 cores) gives the shipped
+    classifier's accuracy (the same torch build and CPU give the same weights)."""
+    from mae.checkpoint import read_checkpoint
+    from mae.evaluation import accuracy
+
+    _, (val_x, val_y) = study.splits(0)
+    model = study.classifier(SHIPPED, pretrained=True, seed=0)
+    assert accuracy(model, val_x, val_y) == pytest.approx(read_checkpoint(CLASSIFIERS["mae"])["val_accuracy"])

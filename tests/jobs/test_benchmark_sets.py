@@ -38,6 +38,28 @@ def test_without_all_15_corruptions_there_is_no_mce_but_the_others_errors_remain
         benchmarks.corruption_summary({("fog", 3): 40})
 
 
+def test_a_baseline_of_ones_own_and_the_relative_ce_by_hand():
+    # The model: 20% on every set, clean 10%. The baseline: 50% on every set but fog (60%), clean 40%.
+    model = {(c, s): 0.2 for c in CORRUPTIONS for s in range(1, 6)}
+    baseline_table = {(c, s): 0.5 for c in CORRUPTIONS for s in range(1, 6)}
+    baseline_table.update({("fog", s): 0.6 for s in range(1, 6)})
+    baseline = benchmarks.baseline_errors(baseline_table)
+    assert baseline["fog"] == pytest.approx(0.6) and baseline["snow"] == pytest.approx(0.5)
+    summary = benchmarks.corruption_summary(model, baseline, clean_error=(0.1, 0.4))
+    assert summary["ce"]["fog"] == pytest.approx(100 * 0.2 / 0.6) and summary["ce"]["snow"] == pytest.approx(
+        40.0
+    )
+    assert summary["mce"] == pytest.approx(100 * (14 * 0.2 / 0.5 + 0.2 / 0.6) / 15)
+    # (0.2 - 0.1) / (0.5 - 0.4) = 1 for 14 corruptions, (0.2 - 0.1) / (0.6 - 0.4) = 0.5 for fog
+    assert summary["relative_ce"]["snow"] == pytest.approx(100.0) and summary["relative_ce"][
+        "fog"
+    ] == pytest.approx(50.0)
+    assert summary["relative_mce"] == pytest.approx(100 * (14 + 0.5) / 15)
+    itself = benchmarks.corruption_summary(baseline_table, baseline, clean_error=(0.4, 0.4))
+    assert itself["mce"] == pytest.approx(100.0) and itself["relative_mce"] == pytest.approx(100.0)
+    assert "relative_ce" not in benchmarks.corruption_summary(model)  # AlexNet's: no clean errors given
+
+
 def make_imagenet_c(
     root, corruptions=CORRUPTIONS, severities=range(1, 6), classes=("n01440764", "n01443537")
 ):
