@@ -54,7 +54,10 @@ def get_args_parser(description, presets, **defaults):
         "--finetune", default="", help="MAE checkpoint whose encoder to start from (official or own)"
     )
     p.add_argument(
-        "--data_path", default="builtin:digits", help="folder with train/ and val/, or builtin:digits"
+        "--data_path",
+        default="builtin:digits",
+        help="folder with train/ and val/ class folders, an iNaturalist or Places365 folder as distributed, or "
+        "builtin:digits",
     )
     p.add_argument("--nb_classes", type=class_count, default=None,
                    help="default: the number of classes in the data (the official default is 1000, ImageNet's)")  # fmt: skip

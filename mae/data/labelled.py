@@ -1,5 +1,6 @@
 """Labelled images for linear probing and fine-tuning: `train/` and `val/` folders of class sub-folders (the
-ImageNet layout), or builtin:digits with its fixed split; each sample's random choices fixed by (seed, epoch,
+ImageNet layout), a transfer dataset in its distributed layout (iNaturalist's JSON files, Places365's file lists:
+mae.data.transfer), or builtin:digits with its fixed split; each sample's random choices fixed by (seed, epoch,
 index), as in pretraining."""
 
 from dataclasses import dataclass
@@ -8,6 +9,7 @@ from pathlib import Path
 import torch
 from torchvision.transforms import v2
 
+from . import transfer
 from .digits import Digits
 from .files import class_folders, read_image
 from .images import channel_stats
@@ -58,7 +60,8 @@ class LabelledData:
 
 
 def load_labelled(data_path):
-    """builtin:digits, or a folder with train/ and val/ sub-folders of class folders."""
+    """builtin:digits, a transfer dataset's folder (mae.data.transfer), or a folder with train/ and val/ sub-folders
+    of class folders."""
     if data_path == "builtin:digits":
         train, val = Digits("train"), Digits("val")
         return LabelledData(train.images, train.labels, val.images, val.labels, Digits.num_classes, 1,
@@ -67,10 +70,17 @@ def load_labelled(data_path):
     if str(data_path).startswith("builtin"):
         raise ValueError(f"no labels for {data_path!r}; the built-in labelled data is builtin:digits")
     root = Path(data_path)
+    layout = transfer.find_layout(root)
+    if layout is not None:
+        splits, names = transfer.load(root, layout)
+        (train_files, train_labels), (val_files, val_labels) = splits["train"], splits["val"]
+        return LabelledData(ImageFiles(train_files), train_labels, ImageFiles(val_files), val_labels, len(names), 3,
+                            *channel_stats(3), class_names=tuple(names))  # fmt: skip
     for split in ("train", "val"):
         if not (root / split).is_dir():
             raise FileNotFoundError(
-                f"expected {root / split}/ with one sub-folder per class (the ImageNet layout)"
+                f"expected {root / split}/ with one sub-folder per class (the ImageNet layout), or the files of "
+                f"iNaturalist (train<year>.json, val<year>.json) or Places365 (places365_train_standard.txt, ...)"
             )
     train, val = ClassFolders(root / "train"), ClassFolders(root / "val")
     if train.classes != val.classes:
@@ -79,18 +89,26 @@ def load_labelled(data_path):
                         class_names=tuple(train.classes))  # fmt: skip
 
 
-class ClassFolders:
-    """The images of a folder of class folders (files.class_folders), read as every job reads them (files.read_image)."""
+class ImageFiles:
+    """A list of image files, read as every job reads them (files.read_image)."""
 
-    def __init__(self, root):
-        self.root = Path(root)
-        self.classes, self.files, self.targets = class_folders(self.root)
+    def __init__(self, files):
+        self.files = list(files)
 
     def __len__(self):
         return len(self.files)
 
     def __getitem__(self, index):
         return read_image(self.files[index])
+
+
+class ClassFolders(ImageFiles):
+    """The images of a folder of class folders (files.class_folders)."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.classes, files, self.targets = class_folders(self.root)
+        super().__init__(files)
 
 
 def eval_transform(data, input_size):
