@@ -142,8 +142,15 @@ def corruption_summary(errors, baseline=None, clean_error=None):
     benchmark's mCE). A lesson's own baseline is `corruption_summary(its errors)["corruption_error"]` in fractions:
     `baseline_errors(errors)`. With `clean_error` = (this model's error on the clean images, the baseline's), also
     "relative_ce": {c: (corruption error - clean error) / (the baseline's - its clean error)} and "relative_mce",
-    their mean in percent: how much each model *loses* to the corruption, whatever its clean error."""
+    their mean in percent: how much each model *loses* to the corruption, whatever its clean error (None for a
+    corruption the baseline loses nothing to, and then no relative mCE)."""
     baseline = ALEXNET_ERROR if baseline is None else baseline
+    for name, error in {
+        **baseline,
+        **dict(zip(("clean error", "baseline clean error"), clean_error or ())),
+    }.items():
+        if not 0.0 <= error <= 1.0:
+            raise ValueError(f"{name}: a baseline or clean error is a fraction from 0 to 1, got {error}")
     by_corruption = {}
     for (name, severity), error in errors.items():
         if not 0.0 <= error <= 1.0:
@@ -166,9 +173,12 @@ def corruption_summary(errors, baseline=None, clean_error=None):
     }
     if clean_error is not None:
         clean, baseline_clean = clean_error
-        relative = {name: (corruption_error[name] - clean) / (baseline[name] - baseline_clean) for name in ce}
-        summary["relative_ce"] = {name: 100 * v for name, v in relative.items()}
-        summary["relative_mce"] = 100 * sum(relative.values()) / len(relative) if every else None
+        # A corruption the baseline loses nothing to (or gains from) has no relative CE: None, and no relative mCE.
+        relative = {name: (corruption_error[name] - clean) / (baseline[name] - baseline_clean)
+                    if baseline[name] > baseline_clean else None for name in ce}  # fmt: skip
+        summary["relative_ce"] = {name: None if v is None else 100 * v for name, v in relative.items()}
+        defined = every and None not in relative.values()
+        summary["relative_mce"] = 100 * sum(relative.values()) / len(relative) if defined else None
     return summary
 
 

@@ -9,13 +9,19 @@ ones) at 5 severities. The table of errors this returns is the one the job build
 
 The functions are Hendrycks and Dietterich's, as packaged for images of any size (32 pixels or more) by
 imagecorruptions-imaug, the maintained fork of `imagecorruptions` (whose last release, 1.1.2, calls
-scikit-image's `gaussian(multichannel=True)`, refused since scikit-image 0.21: tried with 0.26). Their
+scikit-image's `gaussian(multichannel=True)` in glass and Gaussian blur, which scikit-image 0.26 refuses: tried). Their
 parameters are in pixels and were chosen for 224-pixel photographs, so on a smaller image a blur or an elastic
 warp covers more of the picture than it does on ImageNet-C.
 
 Each set (one corruption at one severity) is drawn from its own seed: the functions draw from numpy's global
 generator, which is seeded for the set and restored afterwards, and the two that take a seed of their own
-(glass blur, impulse noise) get one. The corrupted images are a function of (seed, corruption, severity).
+(glass blur, impulse noise) get one. The corrupted images are a function of (seed, corruption, severity) and of
+each image's place in the batch (the i-th image gets the i-th draws), so the same batch is always corrupted alike.
+
+A one-channel image goes through the functions as a grey RGB image and comes back as its luma. The noise
+corruptions draw each channel's noise independently, so the luma's is weaker than one channel's (Gaussian noise:
+about 0.67 of its standard deviation; impulse noise: more pixels hit, by less); on a colour photograph all of it
+stays.
 """
 
 import importlib
@@ -58,6 +64,8 @@ def corrupt(images, corruption, severity, seed=0):
 
     Each image goes through the function as ImageNet-C's did, in 8-bit RGB (one channel repeated three times), so
     the result has ImageNet-C's 256 levels per channel; one channel comes back as the luma of the three."""
+    if not images.is_floating_point():
+        raise ValueError(_("corrupt takes float images in [0, 1], got {dtype}").format(dtype=images.dtype))
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(_("corrupt takes images (N, C, H, W) with 1 or 3 channels, got shape {shape}").format(
             shape=tuple(images.shape)))  # fmt: skip
@@ -66,6 +74,14 @@ def corrupt(images, corruption, severity, seed=0):
             h=images.shape[-2], w=images.shape[-1]))  # fmt: skip
     if severity not in SEVERITIES:
         raise ValueError(_("a severity is one of 1 to 5, got {severity!r}").format(severity=severity))
+    if not len(images):
+        return images.clone()
+    low, high = images.min().item(), images.max().item()
+    if (
+        low < -1e-4 or high > 1 + 1e-4
+    ):  # rounding aside: normalised images (ImageNet's mean and std) are not these
+        raise ValueError(_("corrupt takes images in [0, 1] (before normalisation), got values from {low:.3g} to "
+                           "{high:.3g}").format(low=low, high=high))  # fmt: skip
     package = corruption_functions()
     set_seed = seed_of_set(seed, corruption, severity)
     pixels = (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)  # (N, C, H, W)
@@ -83,7 +99,7 @@ def corrupt(images, corruption, severity, seed=0):
     out = torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255  # (N, 3, H, W)
     if images.shape[1] == 1:
         out = torch.einsum("nchw,c->nhw", out, torch.tensor(LUMA))[:, None]  # (N, 1, H, W)
-    return out.to(images.dtype)
+    return out.to(images.device, images.dtype)
 
 
 @torch.no_grad()

@@ -191,10 +191,16 @@ def report_shifted_digits(name, run_dir, shipped, seeds=(0, 1, 2)):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     every = [*RUNS, *CLASSIFIERS]
-    parser.add_argument("names", nargs="*", default=every, choices=every, metavar="name", help=f"any of {', '.join(every)}")  # fmt: skip
+    parser.add_argument("names", nargs="*", metavar="name", help=f"any of {', '.join(every)} (default: all)")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "output" / "checkpoints")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "checkpoints")
     args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in every]
+    if (
+        unknown
+    ):  # checked here: argparse would test a default list against choices as one value (Python < 3.12)
+        parser.error(f"unknown checkpoint {', '.join(unknown)}; the checkpoints are {', '.join(every)}")
+    args.names = args.names or every
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     for name in args.names:
         if name in CLASSIFIERS:

@@ -1,13 +1,15 @@
 """The transfer datasets of the paper's Table 6 in the layouts they are distributed in, read as lists of
-(image file, label) with the class names: iNaturalist 2017, 2018, 2019 (and 2021) with COCO-style JSON annotation
-files, and Places365 with its text file lists. `mae.data.labelled.load_labelled` recognises a folder in one of
+(image file, label) with the class names: iNaturalist 2017, 2018 and 2019 with COCO-style JSON annotation files,
+and Places365 with its text file lists (iNaturalist 2021's train/ and val/ are class folders, which ImageFolder's
+layout reads as they are). `mae.data.labelled.load_labelled` recognises a folder in one of
 these layouts by its files, so `--data_path <folder>` works for fine-tuning and linear probing as for ImageNet.
 
-- iNaturalist: `<root>/train<year>.json` and `<root>/val<year>.json` (2021: `train.json`, `val.json`), each with
-  "images" (id, file_name), "annotations" (image_id, category_id) and "categories" (id, name); the 2018 files
-  keep the names in `<root>/categories.json`, read when a file's own categories have none. `file_name` is relative to
-  <root>: extract the image archive there (train_val_images/ for 2017, train_val2018/, train_val2019/, train/ and
-  val/ for 2021). Labels are the categories in order of their ids, 0 to K-1.
+- iNaturalist: `<root>/train<year>.json` and `<root>/val<year>.json`, each with "images" (id, file_name),
+  "annotations" (image_id, category_id) and "categories" (id, name). The 2018 and 2019 files name their categories
+  in an obfuscated form and the real names came later as `<root>/categories.json`: when that file is there, the
+  names are read from it (its ids must be the training file's). `file_name` is relative to <root>: extract the
+  image archive there (train_val_images/ for 2017, train_val2018/, train_val2019/). Labels are the categories in
+  order of their ids, 0 to K-1.
 - Places365-Standard: `<root>/places365_train_standard.txt` ("/a/airfield/00000001.jpg 0" per line),
   `<root>/places365_val.txt` ("Places365_val_00000001.jpg 165"), `<root>/categories_places365.txt`
   ("/a/airfield 0"), the images in `<root>/data_256/` and `<root>/val_256/` (the 256x256 archives), or
@@ -21,7 +23,7 @@ image.
 import json
 from pathlib import Path
 
-INATURALIST_YEARS = ("2017", "2018", "2019", "")  # "": 2021's train.json / val.json
+INATURALIST_YEARS = ("2017", "2018", "2019")
 PLACES365 = {
     "train": "places365_train_standard.txt",
     "val": "places365_val.txt",
@@ -35,7 +37,7 @@ class LayoutError(ValueError):
 
 
 def find_layout(root):
-    """ "inaturalist<year>" ("inaturalist" for 2021) or "places365" if `root` holds that dataset's files, else None."""
+    """ "inaturalist<year>" or "places365" if `root` holds that dataset's files, else None."""
     root = Path(root)
     found = [f"inaturalist{year}" for year in INATURALIST_YEARS
              if (root / f"train{year}.json").is_file() or (root / f"val{year}.json").is_file()]  # fmt: skip
@@ -62,22 +64,41 @@ def _read_json(path):
     if not path.is_file():
         raise LayoutError(f"{path} is missing: the {path.parent} layout needs train and val annotation files")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise LayoutError(f"{path} is not a readable JSON file ({error})") from None
 
 
+def _records(path, annotations, key, fields):
+    """annotations[key], a list of dicts each with `fields`, or a LayoutError naming the first that is not."""
+    records = annotations.get(key) if isinstance(annotations, dict) else None
+    if not isinstance(records, list):
+        raise LayoutError(f"{path} has no {key!r} list: not an iNaturalist annotation file")
+    for number, record in enumerate(records):
+        missing = [field for field in fields if not isinstance(record, dict) or field not in record]
+        if missing:
+            raise LayoutError(f"{path}: {key}[{number}] has no {', '.join(missing)}")
+    return records
+
+
 def _categories(root, year, annotations):
-    """{category id: label}, and the class names, from the training file's categories (or categories.json)."""
-    categories = annotations.get("categories") or []
-    if not any("name" in c for c in categories) and (root / "categories.json").is_file():
-        categories = _read_json(root / "categories.json")  # 2018: the names came in a file of their own
+    """{category id: label}, and the class names, from the training file's categories, named by categories.json
+    where it exists (2018 and 2019: the files' own names are obfuscated)."""
+    path = root / f"train{year}.json"
+    categories = _records(path, annotations, "categories", ("id",))
     if not categories:
-        raise LayoutError(
-            f"{root / f'train{year}.json'} lists no categories (nor is there a categories.json)"
-        )
+        raise LayoutError(f"{path} lists no categories")
+    wrong = [c["id"] for c in categories if not isinstance(c["id"], int) or isinstance(c["id"], bool)]
+    if wrong:
+        raise LayoutError(f"{path}: category ids are integers, got {wrong[0]!r}")
     ids = sorted({c["id"] for c in categories})
     names = {c["id"]: str(c.get("name", c["id"])) for c in categories}
+    if (root / "categories.json").is_file():
+        named = _read_json(root / "categories.json")
+        named = _records(root / "categories.json", {"categories": named}, "categories", ("id", "name"))
+        if sorted(c["id"] for c in named) != ids:
+            raise LayoutError(f"{root / 'categories.json'} names other categories than {path.name} lists")
+        names = {c["id"]: str(c["name"]) for c in named}
     class_names = [names[i] for i in ids]
     if len(set(class_names)) != len(class_names):  # not names to map folders by: the ids are
         class_names = [str(i) for i in ids]
@@ -85,12 +106,14 @@ def _categories(root, year, annotations):
 
 
 def _inaturalist_split(root, path, annotations, labels_of):
-    for key in ("images", "annotations"):
-        if not isinstance(annotations.get(key), list):
-            raise LayoutError(f"{path} has no {key!r} list: not an iNaturalist annotation file")
-    category_of = {a["image_id"]: a["category_id"] for a in annotations["annotations"]}
+    images = _records(path, annotations, "images", ("id", "file_name"))
+    category_of = {}
+    for a in _records(path, annotations, "annotations", ("image_id", "category_id")):
+        if category_of.setdefault(a["image_id"], a["category_id"]) != a["category_id"]:
+            raise LayoutError(f"{path}: image {a['image_id']} is annotated with two categories, "
+                              f"{category_of[a['image_id']]} and {a['category_id']}")  # fmt: skip
     files, labels = [], []
-    for image in annotations["images"]:
+    for image in images:
         if image["id"] not in category_of:
             raise LayoutError(f"{path}: image {image['id']} ({image['file_name']}) has no annotation")
         category = category_of[image["id"]]
@@ -126,7 +149,8 @@ def _read_lines(path):
         raise LayoutError(
             f"{path} is missing: Places365 needs {', '.join(PLACES365.values())} in {path.parent}"
         )
-    return [(n, line.split()) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [(n, line.split()) for n, line in enumerate(lines, 1) if line.strip()]
 
 
 def _label(path, number, fields, count):

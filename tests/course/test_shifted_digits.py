@@ -135,3 +135,21 @@ def test_the_mae_classifier_is_remade_by_its_recipe():
     _, (val_x, val_y) = study.splits(0)
     model = study.classifier(SHIPPED, pretrained=True, seed=0)
     assert accuracy(model, val_x, val_y) == pytest.approx(read_checkpoint(CLASSIFIERS["mae"])["val_accuracy"])
+
+
+def test_make_checkpoints_makes_every_file_by_default_and_refuses_an_unknown_name(monkeypatch, capsys):
+    """`make checkpoints` runs the script with no names (argparse once tested a default list against choices as one
+    value, and the command failed at once)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import make_checkpoints
+
+    made = []
+    monkeypatch.setattr(make_checkpoints, "release", lambda name, *_: made.append(name))
+    monkeypatch.setattr(make_checkpoints, "release_classifier", lambda name, *_: made.append(name))
+    make_checkpoints.main([])
+    assert made == [*make_checkpoints.RUNS, *make_checkpoints.CLASSIFIERS]
+    with pytest.raises(SystemExit):
+        make_checkpoints.main(["mae_mini_digits", "bogus"])
+    assert "unknown checkpoint bogus" in capsys.readouterr().err

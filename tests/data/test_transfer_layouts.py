@@ -40,7 +40,9 @@ def make_inaturalist(root, year="2017", names=True):
 def make_places365(root, folders=("data_256", "val_256")):
     """Places365-Standard's lists for 3 of its categories, with 4 training and 3 validation images."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "categories_places365.txt").write_text("/a/airfield 0\n/a/alley 1\n/b/bakery/shop 2\n")
+    (root / "categories_places365.txt").write_text(
+        "/b/bakery/shop 2\n/a/airfield 0\n/a/alley 1\n"
+    )  # not in order
     train = [("/a/airfield/00000001.jpg", 0), ("/a/alley/00000001.jpg", 1), ("/b/bakery/shop/00000001.jpg", 2),
              ("/a/airfield/00000002.jpg", 0)]  # fmt: skip
     val = [
@@ -68,13 +70,24 @@ def test_inaturalist_labels_follow_the_category_ids_and_the_names_are_kept(tmp_p
     assert np.asarray(data.val_images[1])[0, 0, 0] == 30  # category 3's image, read as every job reads it
 
 
-def test_inaturalist_2018_names_come_from_categories_json_and_2021_has_no_year(tmp_path):
-    root = make_inaturalist(tmp_path / "inat2018", year="2018", names=False)
-    assert load_labelled(root).class_names == ("3", "7", "12")  # no names: the ids
+def test_inaturalist_2018_names_come_from_categories_json_not_the_obfuscated_ones(tmp_path):
+    root = make_inaturalist(tmp_path / "inat2018", year="2018")
+    edit_json(
+        root / "train2018.json",
+        lambda d: d.update(categories=[{"id": i, "name": f"x{i}"} for i in (12, 3, 7)]),
+    )
+    assert load_labelled(root).class_names == ("x3", "x7", "x12")  # the files' own (obfuscated) names
     (root / "categories.json").write_text(json.dumps([{"id": 3, "name": "c"}, {"id": 7, "name": "a"},
                                                       {"id": 12, "name": "b"}]))  # fmt: skip
     assert load_labelled(root).class_names == ("c", "a", "b")
-    assert find_layout(make_inaturalist(tmp_path / "inat2021", year="")) == "inaturalist"
+    assert load_labelled(make_inaturalist(tmp_path / "nameless", year="2019", names=False)).class_names == (
+        "3",
+        "7",
+        "12",
+    )
+    (root / "categories.json").write_text(json.dumps([{"id": 3, "name": "c"}, {"id": 8, "name": "a"}]))
+    with pytest.raises(LayoutError, match="categories.json names other categories than train2018.json lists"):
+        load_labelled(root)
 
 
 def test_places365_lists_folders_and_category_names(tmp_path):
@@ -107,6 +120,12 @@ def edit_json(path, change):
         (lambda r: edit_json(r / "val2017.json", lambda d: d["annotations"][0].update(category_id=99)),
          r"image train_val_images/group/7/100.jpg has category 99, which is not among the 3 categories"),
         (lambda r: edit_json(r / "train2017.json", lambda d: d.update(categories=[])), r"lists no categories"),
+        (lambda r: edit_json(r / "val2017.json", lambda d: d["images"][2].pop("file_name")),
+         r"val2017.json: images\[2\] has no file_name"),
+        (lambda r: edit_json(r / "train2017.json", lambda d: d["categories"][0].update(id="7")),
+         r"category ids are integers, got '7'"),
+        (lambda r: edit_json(r / "val2017.json", lambda d: d["annotations"].append({"image_id": 100, "category_id": 3})),
+         r"image 100 is annotated with two categories, 7 and 3"),
         (lambda r: (r / "train_val_images/group/7/0.jpg").unlink(),
          r"train_val_images/group/7/0.jpg is missing .*read relative to"),
     ],

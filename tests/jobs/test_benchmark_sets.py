@@ -58,6 +58,20 @@ def test_a_baseline_of_ones_own_and_the_relative_ce_by_hand():
     itself = benchmarks.corruption_summary(baseline_table, baseline, clean_error=(0.4, 0.4))
     assert itself["mce"] == pytest.approx(100.0) and itself["relative_mce"] == pytest.approx(100.0)
     assert "relative_ce" not in benchmarks.corruption_summary(model)  # AlexNet's: no clean errors given
+    unmoved = {
+        **baseline,
+        "fog": 0.4,
+    }  # the baseline loses nothing to fog: no relative CE there, no relative mCE
+    summary = benchmarks.corruption_summary(model, unmoved, clean_error=(0.1, 0.4))
+    assert (
+        summary["relative_ce"]["fog"] is None
+        and summary["relative_mce"] is None
+        and summary["mce"] is not None
+    )
+    with pytest.raises(
+        ValueError, match="fog: a baseline or clean error is a fraction from 0 to 1, got 60.0"
+    ):
+        benchmarks.corruption_summary(model, {**baseline, "fog": 60.0})  # percent where fractions belong
 
 
 def make_imagenet_c(
