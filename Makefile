@@ -55,9 +55,10 @@ notebooks-test: venv
 			-p impl solutions -p seed 1 $$nb output/papermill/$$(basename $$nb) || exit 1; \
 	done
 
-# Training-step speed, side by side (see docs/performance.md).
+# Training-step speed and the host data path per core, side by side (see docs/performance.md).
 bench: $(SETUP)
 	$(PY) benchmarks/pretrain_speed.py
+	$(PY) benchmarks/data_path.py
 
 # Re-execute the notebooks in place (after changing them or the package), with the reference solutions; then the
 # Vietnamese ones take the new code and run in Vietnamese.

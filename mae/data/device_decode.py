@@ -4,7 +4,9 @@ With --gpu_decode, pretraining's data workers no longer decode images (the CPU b
 ViT-L at thousands of images per second): each sample is the file's bytes, the crop box and flip
 drawn exactly as before from the generator seeded by (seed, epoch, index), and the masking noise.
 The training process then decodes the whole batch with `torchvision.io.decode_jpeg(device=...)`
-(nvJPEG on GPUs), and crops, resizes (bicubic, antialiased), flips and normalises on the device.
+(nvJPEG on GPUs), and crops, resizes (bicubic, antialiased), flips and normalises on the device. (torchvision's
+decoders are deprecated since 0.29 in favour of TorchCodec's, whose decode_jpeg(device="cuda") takes a list too:
+the switch waits for a GPU to measure it on; the CPU path, mae.data.tensor_crops, already uses TorchCodec.)
 
 Files that the batched JPEG decoder cannot read (other formats, CMYK or damaged JPEGs) are decoded
 with PIL on the CPU; a file that PIL cannot read either is skipped and counted, as in the CPU path. On a CPU device everything runs there (what the tests use).
@@ -12,18 +14,19 @@ with PIL on the CPU; a file that PIL cannot read either is skipped and counted, 
 
 import io
 import warnings
+from pathlib import Path
 
 import torch
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_jpeg, read_file
-from torchvision.transforms import RandomResizedCrop
+from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from .files import to_8_bits
 from .images import normalize
-from .pretraining import SeededSamples
+from .seeding import SeededSamples
+from .tensor_crops import crop_box, sample_generator
 
 JPEG_MAGIC = b"\xff\xd8"
 
@@ -43,14 +46,13 @@ class EncodedMaskedImages(SeededSamples):
         try:
             with Image.open(path) as image:  # reads the header only: the size, no pixels
                 width, height = image.size
-            data = read_file(str(path))
+            data = torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
         except Exception as error:
             return self.unreadable(index, error)
-        with self.seeded(index):
-            shape_only = torch.empty(()).expand(3, height, width)  # what get_params reads, without pixels
-            top, left, h, w = RandomResizedCrop.get_params(shape_only, list(self.scale), [3 / 4, 4 / 3])
-            flip = int(torch.rand(1) < 0.5)
-            noise = torch.rand(self.num_patches)
+        generator = sample_generator(self.seed, self.epoch, index)  # the CPU path's numbers (tensor_crops)
+        top, left, h, w = crop_box(height, width, generator, self.scale)
+        flip = int(torch.rand(1, generator=generator).item() < 0.5)
+        noise = torch.rand(self.num_patches, generator=generator)
         return data, torch.tensor([top, left, h, w, flip]), noise
 
 

@@ -13,7 +13,7 @@ from . import transfer
 from .digits import Digits
 from .files import class_folders, read_image
 from .images import channel_stats
-from .pretraining import SeededSamples
+from .seeding import SeededSamples
 
 
 class LabelledImages(SeededSamples):

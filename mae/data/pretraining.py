@@ -13,12 +13,8 @@ killed run resume exactly and a 2-process run equal a 1-process one.
 The digits live in digits.py; the labelled data of linear probing and fine-tuning in labelled.py.
 """
 
-import contextlib
-import random
-import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2
@@ -26,6 +22,8 @@ from torchvision.transforms import v2
 from .digits import Digits, shifted_digits_transform
 from .files import IMAGE_SUFFIXES, find_images, read_image
 from .images import TRAINING_PHOTOS, sample_photo
+from .seeding import SeededSamples
+from .tensor_crops import FileMaskedImages
 
 
 def pretrain_transform(input_size, scale=(0.2, 1.0)):
@@ -41,53 +39,10 @@ def pretrain_transform(input_size, scale=(0.2, 1.0)):
     ])  # fmt: skip
 
 
-def sample_seed(seed, epoch, index):
-    """One 63-bit seed per (run seed, epoch, sample index)."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(2, np.uint64)[0] >> np.uint64(1))
-
-
-class SeededSamples(torch.utils.data.Dataset):
-    """Base of the datasets here: every random choice for sample `index` in epoch `epoch` is a function of
-    (seed, epoch, index), so a run gives the same batches whatever its processes, workers or restarts.
-
-    Subclasses draw their random numbers inside `with self.seeded(index):`, and return `self.unreadable(index,
-    error)` for a sample that cannot be read (the collate function drops it, the trainer counts it).
-    """
-
-    def __init__(self, seed=0):
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch):
-        self.epoch = epoch
-
-    @contextlib.contextmanager
-    def seeded(self, index):
-        """torch's, `random`'s and numpy's global generators seeded for this sample, then put back.
-
-        (Transforms draw from all three: torchvision from torch, timm's RandAugment from `random`.)
-        """
-        seed = sample_seed(self.seed, self.epoch, index)
-        state = random.getstate(), np.random.get_state()
-        try:
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
-            with torch.random.fork_rng(devices=[]):
-                # The CPU generator only: torch.manual_seed would also reseed the GPUs' generators, which fork_rng
-                # (devices=[]) does not put back, so drop-path masks in the main process would depend on the samples.
-                torch.default_generator.manual_seed(seed)
-                yield
-        finally:
-            random.setstate(state[0])
-            np.random.set_state(state[1])
-
-    @staticmethod
-    def unreadable(index, error):
-        """A corrupt or unreadable file: skip it, loudly."""
-        warnings.warn(f"skipping unreadable image #{index}: {error}", stacklevel=3)
-
-
 class MaskedImages(SeededSamples):
-    """Wraps a list-like of PIL images; yields (image, masking noise), both fixed by (seed, epoch, index).
+    """Wraps a list-like of PIL images; yields (image, masking noise), both fixed by (seed, epoch, index). For the
+    images that ship in memory (photographs, digits); files go through tensor_crops.FileMaskedImages, the same
+    sample at the decoder's speed.
 
     `transform` replaces the paper's augmentation (pretrain_transform) where a dataset needs its own.
     """
@@ -180,6 +135,6 @@ def build_pretrain_dataset(data_path, input_size, num_patches, in_chans=3, seed=
             "use builtin, builtin:photos, builtin:digits or builtin:shifted-digits"
         )
     else:
-        images = ImageFiles(data_path)
+        return FileMaskedImages(ImageFiles(data_path).files, input_size, num_patches, in_chans, seed)
     scale = getattr(images, "crop_scale", (0.2, 1.0))  # the paper's, except for the built-in photographs
     return MaskedImages(images, input_size, num_patches, in_chans, seed, scale, transform)

@@ -25,7 +25,7 @@ def test_datasets_and_errors(tmp_path):
     assert torch.equal(again[0], image) and torch.equal(torch.rand(3), before)
     dataset.set_epoch(1)
     assert not torch.equal(dataset[0][0], image)
-    broken = next(i for i, f in enumerate(dataset.images.files) if f.name == "broken.jpg")
+    broken = next(i for i, f in enumerate(dataset.files) if f.name == "broken.jpg")
     with pytest.warns(UserWarning, match="skipping unreadable image"):
         assert dataset[broken] is None
     assert collate_skipping_unreadable([None, dataset[1]])[0].shape == (1, 3, 32, 32)

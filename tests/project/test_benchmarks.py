@@ -12,6 +12,7 @@ from helpers import ROOT
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import checkpoint_stall  # noqa: E402
+import data_path  # noqa: E402
 import pretrain_speed  # noqa: E402
 
 from mae.models import create_model  # noqa: E402
@@ -25,6 +26,19 @@ def test_training_flops_per_image(name, gflops):
     with torch.device("meta"):
         model = create_model(name)
     assert pretrain_speed.train_flops_per_image(model, 0.75) / 1e9 == pytest.approx(gflops, abs=0.05)
+
+
+def test_the_data_path_benchmark_runs_every_pipeline_and_the_loader_rows(tmp_path, capsys):
+    report = data_path.main(
+        ["--files", "6", "--rounds", "2", "--workers", "1", "--json", str(tmp_path / "d.json")]
+    )
+    rows = list(report["per_core"])
+    assert len(rows) == 6 and rows[0].startswith("official") and rows[2].startswith("tensor path")
+    assert all(r["images_per_s"] > 0 and len(r["rounds"]) == 2 for r in report["per_core"].values())
+    assert report["per_core"][rows[0]]["vs_official"] == 1.0 and len(report["workers"]) == 2
+    out = capsys.readouterr().out
+    assert "x official" in out and "ViT-B/16 at 7,400 images/s on one GPU needs" in out
+    assert json.loads((tmp_path / "d.json").read_text())["files"] == 6
 
 
 def test_benchmark_runs_and_reports_every_variant(tmp_path, capsys):
