@@ -15,11 +15,13 @@ general path: PIL, as every job reads images (files.read_image); a file PIL cann
 counted like any unreadable sample.
 """
 
+import io
 import math
 import warnings
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
@@ -41,7 +43,9 @@ def _jpeg_decoder():
 
         def decode(data, mode):
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # what the line above is for
+                warnings.simplefilter(
+                    "ignore", DeprecationWarning
+                )  # the fallback knows torchvision's is deprecated
                 tensor = torch.frombuffer(bytearray(data), dtype=torch.uint8)
                 return decode_jpeg(tensor, mode=getattr(ImageReadMode, mode))
 
@@ -49,6 +53,15 @@ def _jpeg_decoder():
 
 
 DECODE_JPEG = _jpeg_decoder()
+
+
+def exif_rotated(data):
+    """Whether a JPEG's EXIF asks for a rotation or mirroring. TorchCodec applies it; PIL, and so ImageFolder and the
+    official pipeline, does not: such files go through PIL, so that every path sees the same pixels."""
+    if b"Exif" not in data[:65536]:  # the APP1 segment sits in the header
+        return False
+    with Image.open(io.BytesIO(data)) as image:
+        return image.getexif().get(0x0112, 1) != 1  # 0x0112: Orientation
 
 
 def sample_generator(seed, epoch, index):
@@ -86,7 +99,7 @@ def crop_box(height, width, generator, scale=(0.2, 1.0), ratio=RATIO):
 def read_uint8(path, channels=3):
     """The image at `path` as a (channels, H, W) uint8 tensor: JPEGs by libjpeg-turbo, anything else by PIL."""
     data = Path(path).read_bytes()
-    if data[:3] == JPEG_MAGIC:
+    if data[:3] == JPEG_MAGIC and not exif_rotated(data):
         try:
             return DECODE_JPEG(data, "RGB" if channels == 3 else "GRAY")
         except Exception:

@@ -146,3 +146,17 @@ def test_the_gpu_decode_path_draws_the_same_boxes(tmp_path):
         assert box[4].item() == int(torch.rand(1, generator=generator).item() < 0.5)
         assert torch.equal(noise, torch.rand(16, generator=generator))
         assert torch.equal(noise, FileMaskedImages(files, 32, 16, seed=5)[index][1])
+
+
+def test_an_exif_rotated_jpeg_keeps_the_orientation_pil_and_the_official_pipeline_give_it(tmp_path):
+    """TorchCodec applies EXIF orientation, PIL (ImageFolder) does not: such a file goes through PIL."""
+    array = np.zeros((40, 60, 3), dtype=np.uint8)
+    array[:, :30] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees
+    Image.fromarray(array).save(tmp_path / "rotated.jpg", exif=exif.tobytes())
+    Image.fromarray(array).save(tmp_path / "plain.jpg")
+    for name in ("rotated.jpg", "plain.jpg"):
+        image = read_uint8(tmp_path / name)
+        assert image.shape == (3, 40, 60), name
+        assert image[:, :, :25].float().mean() > 200 and image[:, :, 35:].float().mean() < 50, name
